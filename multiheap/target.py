@@ -1,0 +1,114 @@
+"""The protocol every debugger adapter implements, and the plain data it returns.
+
+The engine talks to a debugger only through :class:`Target`.  It is small on purpose:
+bulk memory, the machine's word, regions and modules, symbols, optional type layouts
+from debug info, threads with their thread pointers, and the target's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Region:
+    """One mapping of the target's address space."""
+
+    start: int
+    end: int
+    perms: str = "rw-"
+    name: str = ""
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    def __contains__(self, addr: int) -> bool:
+        return self.start <= addr < self.end
+
+
+@dataclass(frozen=True)
+class Module:
+    """A loaded object file (executable, shared library)."""
+
+    path: str
+    base: int
+    build_id: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Thread:
+    """A thread of the target; ``num`` is the host's own thread number."""
+
+    num: int
+    tid: int
+    name: str = ""
+
+
+@dataclass
+class TypeLayout:
+    """Field offsets and sizes of a struct, as the host's debug info describes it."""
+
+    name: str
+    size: int
+    fields: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Target(Protocol):
+    """What the engine needs from a debugger.  Adapters implement this."""
+
+    name: str
+    """Short adapter name: ``gdb``, ``gdb-mi``, ``lldb``, ``r2``, ``image``."""
+
+    @property
+    def pointer_size(self) -> int: ...
+
+    @property
+    def endianness(self) -> str:
+        """``"little"`` or ``"big"``."""
+        ...
+
+    @property
+    def arch(self) -> str:
+        """``"x86_64"``, ``"i386"``, ..."""
+        ...
+
+    @property
+    def state(self) -> str:
+        """``"live"``, ``"core"``, ``"exited"`` or ``"none"``."""
+        ...
+
+    @property
+    def pid(self) -> Optional[int]: ...
+
+    def read(self, addr: int, size: int) -> bytes:
+        """Read ``size`` bytes; raise :class:`~multiheap.errors.TargetMemoryError`."""
+        ...
+
+    def regions(self) -> list[Region]: ...
+
+    def modules(self) -> list[Module]: ...
+
+    def symbol(self, name: str, module: Optional[str] = None) -> Optional[int]:
+        """Address of a data or code symbol, or None."""
+        ...
+
+    def type_layout(self, name: str) -> Optional[TypeLayout]:
+        """Layout of ``struct name`` from debug info, or None without it."""
+        ...
+
+    def threads(self) -> list[Thread]: ...
+
+    def thread_pointer(self, thread: Thread) -> Optional[int]:
+        """fs_base on x86_64, the gs segment base on i386; None if unknown."""
+        ...
+
+    def tls_symbol(self, name: str, thread: Thread) -> Optional[int]:
+        """Address of thread-local ``name`` in ``thread`` (debug info), or None."""
+        ...
+
+    def generation(self) -> int:
+        """A number that changes whenever the target may have run (cache key)."""
+        ...
