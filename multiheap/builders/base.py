@@ -65,6 +65,10 @@ class Builder:
     def table(self, name: str, columns: list[Column], rows: Iterable[tuple]) -> None:
         raise NotImplementedError
 
+    def structured(self) -> bool:
+        """True when the output keeps raw values (JSON, Python), False for text."""
+        return True
+
     def text(self, line: str) -> None:
         """Prose for people; not part of the JSON document."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from multiheap.builders.base import Builder, Column, Tagger
 
@@ -26,9 +26,11 @@ def fmt_value(value: Any, spec: str = "") -> str:
 class TextBuilder(Builder):
     """Accumulates lines; ``render`` returns the whole text at once (one host write)."""
 
-    def __init__(self, tagger: Optional[Tagger] = None, color: bool = False) -> None:
+    def __init__(self, tagger: Optional[Tagger] = None, color: bool = False,
+                 sink: Optional[Callable[[str], None]] = None) -> None:
         super().__init__(tagger)
         self.color = color
+        self.sink = sink
         self._lines: list[str] = []
         self._indent = 0
         self._open: list[bool] = []
@@ -75,9 +77,11 @@ class TextBuilder(Builder):
         widths = [max(c.width, len(c.title)) for c in columns]
         parts = []
         for c, w in zip(columns, widths):
-            spec = c.fmt
-            parts.append("{:%s%s}" % (">" if spec else "<", w) if not spec else
-                         "{:>%d%s}" % (w, spec))
+            if c.fmt:  # "#x", "x", "d": right-aligned numbers
+                alt = "#" if c.fmt.startswith("#") else ""
+                parts.append("{:>%s%d%s}" % (alt, w, c.fmt.lstrip("#")))
+            else:
+                parts.append("{:<%d}" % w)
         fmt = pad + "  ".join(parts)
         head = pad + "  ".join(
             c.title.rjust(w) if c.fmt else c.title.ljust(w) for c, w in zip(columns, widths)
@@ -92,6 +96,12 @@ class TextBuilder(Builder):
                 if tag:
                     line += " " + self._c(_CYAN, f"[{tag}]")
             out.append(line.rstrip())
+            if len(out) >= 65536 and self.sink is not None:
+                self._flush()
+                out = self._lines
+
+    def structured(self) -> bool:
+        return False
 
     def text(self, line: str) -> None:
         for part in line.split("\n"):
@@ -100,5 +110,14 @@ class TextBuilder(Builder):
     def note(self, message: str, **data: Any) -> None:
         self._emit(self._c(_YELLOW, "note: " + message))
 
+    def _flush(self) -> None:
+        if self._lines and self.sink is not None:
+            self.sink("\n".join(self._lines) + "\n")
+            self._lines = []
+
     def render(self) -> str:
+        """The text; with a sink, whatever was not streamed yet goes there and "" returns."""
+        if self.sink is not None:
+            self._flush()
+            return ""
         return "\n".join(self._lines) + ("\n" if self._lines else "")

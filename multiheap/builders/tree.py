@@ -25,6 +25,10 @@ class TreeBuilder(Builder):
             top[name] = value
 
     def begin(self, name: str = "", title: str = "") -> None:
+        top = self._stack[-1]
+        if not name and isinstance(top, dict):
+            self._stack.append(top)  # an unnamed object in an object: a text grouping
+            return
         obj: dict[str, Any] = {}
         self._put(name, obj)
         self._stack.append(obj)
@@ -51,7 +55,11 @@ class TreeBuilder(Builder):
         tag = self.tag(values.get("addr"))
         if tag is not None:
             obj["tag"] = tag
-        self._put("", obj) if isinstance(self._stack[-1], list) else self._stack[-1].update(obj)
+        top = self._stack[-1]
+        if isinstance(top, list):
+            top.append(obj)
+        else:
+            top.update(obj)
 
     def table(self, name: str, columns: list[Column], rows: Iterable[tuple]) -> None:
         names = [c.name for c in columns]

@@ -1,0 +1,8 @@
+"""The command set, each command defined once (parser + run function)."""
+
+from __future__ import annotations
+
+from multiheap.commands import arena, bins, chunk, config, help, meta, stats  # noqa: F401
+from multiheap.commands.base import COMMANDS, Command, Result, run_command
+
+__all__ = ["COMMANDS", "Command", "Result", "run_command"]

@@ -1,0 +1,157 @@
+"""ptchunk and ptlist: chunks at an address, and every chunk of an arena."""
+
+from __future__ import annotations
+
+from multiheap.builders import Column
+from multiheap.commands.base import address, command
+from multiheap.errors import TargetMemoryError, UsageError
+from multiheap.heap import IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, Chunk, Heap, Stop
+
+FLAG_NAMES = ((PREV_INUSE, "P"), (IS_MMAPPED, "M"), (NON_MAIN_ARENA, "A"))
+
+
+def flag_text(flags: int) -> str:
+    return "".join(n if flags & b else "-" for b, n in FLAG_NAMES)
+
+
+def emit_chunk(heap: Heap, c: Chunk, out, hexdump: bool, verbose: bool) -> str:
+    """One chunk object; returns its state."""
+    state = heap.chunk_state(c)
+    links = state in ("free", "fast", "tcache")
+    large = state == "free" and not heap.p.in_smallbin_range(c.size)
+    fd = c.fd
+    if state in ("fast", "tcache") and heap.p.safe_linking:
+        fd = heap.reveal(c.mem, c.fd)
+    values = dict(
+        addr=c.addr, mem=c.mem, prev_size=c.prev_size, size=c.size, flags=c.flags,
+        state=state, fd=fd if links else None,
+        bk=c.bk if state == "free" else None,
+        fd_nextsize=c.fd_nextsize if large else None,
+        bk_nextsize=c.bk_nextsize if large else None,
+    )
+    text = "{addr:#x} {state:<7} size={size:#x} [" + flag_text(c.flags) + "]"
+    if verbose:
+        text += " prev_size={prev_size:#x} mem={mem:#x}"
+    if values["fd"] is not None:
+        text += " fd={fd:#x}"
+    if values["bk"] is not None:
+        text += " bk={bk:#x}"
+    if large:
+        text += " fd_nextsize={fd_nextsize:#x} bk_nextsize={bk_nextsize:#x}"
+    if state == "tcache" and heap.p.version >= (2, 29):
+        values["key"] = c.bk
+        if verbose:
+            text += " key={key:#x}"
+    if hexdump:
+        n = max(0, min(c.size - 2 * heap.sz, 0x100)) if c.size else 0x40
+        try:
+            data = heap.mem.read(c.mem, n)
+        except TargetMemoryError:
+            data = b""
+        values["hexdump"] = data.hex()
+        text += "\n" + format_hexdump(c.mem, data).replace("{", "{{").replace("}", "}}")
+    out.item(text, **values)
+    return state
+
+
+def format_hexdump(addr: int, data: bytes) -> str:
+    lines = []
+    for i in range(0, len(data), 16):
+        row = data[i:i + 16]
+        asc = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+        lines.append(f"    {addr + i:#x}: {row.hex(' '):<47}  {asc}")
+    return "\n".join(lines)
+
+
+@command("ptchunk", "chunk(s) at an address, following to the next chunks")
+class PtChunk:
+    """Show the chunk at each ADDR: size, flags, state (inuse/free/fast/tcache/top/
+    mmapped) and its free-list links.  -c N follows to the N-1 next chunks."""
+
+    @staticmethod
+    def args(p):
+        p.add_argument("addrs", nargs="+", metavar="ADDR", help="chunk address (expression)")
+        p.add_argument("-c", "--count", type=int, default=1, help="chunks to show from ADDR")
+        p.add_argument("-x", "--hexdump", action="store_true", help="hexdump the user data")
+        p.add_argument("-v", "--verbose", action="store_true", help="all header fields")
+        p.add_argument("-m", "--mem", action="store_true",
+                       help="ADDR is a user pointer (as malloc returned it)")
+
+    @staticmethod
+    def run(session, args, out):
+        heap = session.heap()
+        if args.count < 1:
+            raise UsageError("ptchunk: -c must be at least 1")
+        out.begin_list("chunks")
+        for text in args.addrs:
+            addr = address(session, text)
+            if args.mem:
+                addr -= 2 * heap.sz
+            for i in range(args.count):
+                try:
+                    c = heap.chunk(addr)
+                except TargetMemoryError as e:
+                    if i == 0:
+                        raise UsageError(f"no chunk at {addr:#x}: {e}") from None
+                    out.note(f"stopped at {addr:#x}: unreadable", addr=addr)
+                    break
+                if i == 0 and not heap.aligned(addr):
+                    out.note(f"{addr:#x} is not chunk-aligned: probably not a chunk "
+                             "(a user pointer? try -m)", addr=addr)
+                state = emit_chunk(heap, c, out, args.hexdump, args.verbose)
+                if i + 1 < args.count:
+                    if state == "top" or c.size < heap.p.minsize:
+                        out.note(f"stopped at {addr:#x}: "
+                                 + ("top chunk" if state == "top" else
+                                    f"impossible size {c.size:#x}"), addr=addr)
+                        break
+                    addr += c.size
+        out.end_list()
+
+
+@command("ptlist", "every chunk of an arena's heaps, in address order")
+class PtList:
+    """Walk an arena's heaps (default: main_arena) chunk by chunk, in address order."""
+
+    @staticmethod
+    def args(p):
+        p.add_argument("arena", nargs="?", metavar="ARENA", help="arena address")
+        p.add_argument("-c", "--count", type=int, default=None, help="at most N chunks")
+        p.add_argument("--mmapped", action="store_true",
+                       help="list the mmapped chunks instead")
+
+    @staticmethod
+    def run(session, args, out):
+        heap = session.heap()
+        cols = [Column("addr", "chunk", "#x", 2 + 2 * heap.sz),
+                Column("size", "size", "#x", 10), Column("flags", "flags", "", 5),
+                Column("state", "state", "", 7)]
+        if args.mmapped:
+            flags = IS_MMAPPED if out.structured() else flag_text(IS_MMAPPED)
+            rows = [(a, s, flags, "mmapped") for a, s, _ in heap.mmapped_chunks()]
+            out.field("count", len(rows))
+            out.table("chunks", cols, rows)
+            return
+        arena = heap.arena_at(address(session, args.arena)) if args.arena else heap.arenas()[0]
+        stops: list[Stop] = []
+        out.field("arena", arena.addr, "#x")
+        counted = [0]
+
+        def rows():
+            for seg in arena.heaps:
+                left = None if args.count is None else args.count - counted[0]
+                if left is not None and left <= 0:
+                    return
+                for row in heap.walk(arena, seg, stops, left):
+                    counted[0] += 1
+                    yield row
+
+        if out.structured():
+            out.table("chunks", cols, rows())
+        else:
+            out.table("chunks", cols, ((a, s, flag_text(f), st) for a, s, f, st in rows()))
+        out.field("count", counted[0])
+        for st in stops:
+            out.note(st.message("walk"), **st.as_dict())
+        if stops:
+            out.field("stopped", stops[0].as_dict())

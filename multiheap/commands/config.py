@@ -1,0 +1,84 @@
+"""ptconfig: what was detected, how, and the user's overrides."""
+
+from __future__ import annotations
+
+from multiheap import glibc
+from multiheap.commands.base import address, command
+from multiheap.errors import MultiheapError, UsageError
+from multiheap.locate import Overrides
+
+
+@command("ptconfig", "glibc version, word size, where each structure was found and how",
+         needs_heap=False)
+class PtConfig:
+    """Show what multiheap detected about the target's malloc and how it found it.
+
+    Options override detection for odd builds (kept for the session).
+    """
+
+    @staticmethod
+    def args(p):
+        p.add_argument("--glibc", metavar="X.Y", help="force the glibc version")
+        p.add_argument("--main-arena", metavar="ADDR", help="address of main_arena")
+        p.add_argument("--mp", metavar="ADDR", help="address of mp_")
+        p.add_argument("--tcache-offset", metavar="N",
+                       help="tcache pointer = thread pointer + N")
+        p.add_argument("--reset", action="store_true", help="forget all overrides")
+
+    @staticmethod
+    def run(session, args, out):
+        ov = session.overrides
+        if args.reset:
+            session.overrides = ov = Overrides()
+        try:
+            if args.glibc:
+                ov.version = glibc.parse_version(args.glibc)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if args.main_arena:
+            ov.main_arena = address(session, args.main_arena)
+        if args.mp:
+            ov.mp = address(session, args.mp)
+        if args.tcache_offset:
+            ov.tcache_offset = address(session, args.tcache_offset)
+        session.invalidate()
+        t = session.target
+        out.begin(title="multiheap configuration")
+        out.field("adapter", t.name)
+        out.field("state", t.state)
+        out.field("arch", t.arch)
+        out.field("pointer_size", t.pointer_size)
+        try:
+            heap = session.heap()
+        except MultiheapError as e:
+            out.field("glibc", None)
+            out.note(str(e))
+            out.end()
+            return
+        cfg, p = heap.cfg, heap.p
+        out.field("glibc", glibc.format_version(cfg.version))
+        out.field("tcache", p.has_tcache)
+        out.field("safe_linking", p.safe_linking)
+        out.field("fastbins", p.has_fastbins)
+        out.begin("structures", title="structures")
+        for name, addr in (("main_arena", cfg.main_arena), ("mp_", cfg.mp)):
+            out.begin(name)
+            out.item(name + " @ {addr:#x}  ({how})", addr=addr, how=cfg.how[name])
+            out.end()
+        tcs = heap.tcaches() if p.has_tcache else []
+        found = [tc for tc in tcs if tc.addr]
+        out.begin("tcache")
+        if found:
+            tc = found[0]
+            out.item("tcache @ {addr:#x}  ({how}; {n} of {m} threads)", addr=tc.addr,
+                     how=tc.how, n=len(found), m=len(tcs))
+        else:
+            how = tcs[0].how if tcs else ("glibc has no tcache" if not p.has_tcache
+                                          else "no threads")
+            out.item("tcache: {how}", addr=None, how=how)
+        out.end()
+        out.end()
+        out.field("version_how", cfg.how["version"], label="version found by")
+        for w in heap.notes:
+            out.note(w)
+        out.end()

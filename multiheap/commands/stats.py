@@ -1,0 +1,60 @@
+"""ptstats: totals per arena and overall, and glibc's mallinfo2 computed from memory."""
+
+from __future__ import annotations
+
+from multiheap.builders import Column
+from multiheap.commands.base import command
+from multiheap.heap import Stop
+from multiheap.stats import MALLINFO2_FIELDS, arena_stats, mallinfo2
+
+_KEYS = ("inuse", "free", "fast", "tcache")
+
+
+@command("ptstats", "totals per arena and overall, and mallinfo2 as glibc computes it")
+class PtStats:
+    """Count chunks and bytes by state in every arena.  The mallinfo2 block equals what
+    the target's own mallinfo2() returns (tcache chunks count as in use there)."""
+
+    @staticmethod
+    def args(p):
+        p.add_argument("--no-walk", action="store_true",
+                       help="only mallinfo2 (free lists; no walk of every chunk)")
+
+    @staticmethod
+    def run(session, args, out):
+        heap = session.heap()
+        stops: list[Stop] = []
+        per = [] if args.no_walk else [arena_stats(heap, a, stops) for a in heap.arenas()]
+        cols = [Column("addr", "arena", "#x", 2 + 2 * heap.sz),
+                Column("system_mem", "system", "#x", 10),
+                Column("top_size", "top", "#x", 9)]
+        for k in _KEYS:
+            cols += [Column(f"{k}_count", k, "d", 7), Column(f"{k}_bytes", "bytes", "#x", 10)]
+        if per:
+            out.table("arenas", cols, [tuple(s.as_dict()[c.name] for c in cols) for s in per])
+            totals = {c.name: sum(getattr(s, c.name) for s in per) for c in cols[1:]}
+            out.begin("totals", title="totals")
+            for k in _KEYS:
+                out.item(k + ": {count} chunks, {bytes:#x} bytes",
+                         **{"count": totals[f"{k}_count"], "bytes": totals[f"{k}_bytes"]}) \
+                    if not out.structured() else None
+            if out.structured():
+                for k, v in totals.items():
+                    out.field(k, v)
+            out.end()
+        mmapped = heap.mp["n_mmaps"], heap.mp["mmapped_mem"]
+        out.begin("mmapped")
+        out.item("mmapped: {count} chunks, {bytes:#x} bytes", count=mmapped[0], bytes=mmapped[1])
+        out.end()
+        mi = mallinfo2(heap)
+        out.begin("mallinfo2", title="mallinfo2 (as the target's mallinfo2() reports)")
+        for k in MALLINFO2_FIELDS:
+            out.field(k, mi[k])
+        out.end()
+        for st in stops:
+            out.note(st.message("walk"), **st.as_dict())
+        for a in heap.arenas():
+            for fl in heap.bins(a) + heap.fastbins(a):
+                if fl.stop is not None:
+                    out.note(fl.stop.message(f"arena {a.addr:#x} {fl.kind} bin {fl.index}"),
+                             **fl.stop.as_dict())

@@ -1,0 +1,570 @@
+"""The ptmalloc model of one target at one stop: arenas, heaps, chunks, free lists.
+
+Every walk is bounded (step limit, cycle detection, stop at unreadable memory or an
+impossible size) and records where and why it stopped in a :class:`Stop`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Optional
+
+from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
+from multiheap.layouts import Layout, layout
+from multiheap.locate import Config, Overrides
+from multiheap.memory import Memory
+from multiheap.target import Target, Thread
+
+PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 1, 2, 4
+SIZE_BITS = 7
+MAX_ARENAS = 4096
+MAX_LIST = 10_000_000  # free-list steps before we call a list runaway
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where a walk stopped early, and why."""
+
+    addr: int
+    reason: str
+
+    def message(self, what: str) -> str:
+        return f"{what} stopped at {self.addr:#x}: {self.reason}"
+
+    def as_dict(self) -> dict:
+        return {"addr": self.addr, "reason": self.reason}
+
+
+@dataclass
+class Chunk:
+    """One chunk header (and its free-list links)."""
+
+    addr: int
+    prev_size: int
+    size_field: int
+    fd: int
+    bk: int
+    fd_nextsize: int
+    bk_nextsize: int
+    ptr_size: int
+
+    @property
+    def size(self) -> int:
+        return self.size_field & ~SIZE_BITS
+
+    @property
+    def flags(self) -> int:
+        return self.size_field & SIZE_BITS
+
+    @property
+    def mem(self) -> int:
+        return self.addr + 2 * self.ptr_size
+
+
+@dataclass
+class HeapSegment:
+    """A contiguous run of chunks: the main heap, or one heap_info heap of an arena."""
+
+    info: Optional[int]  # heap_info address (None for the main arena's heap)
+    start: int  # first chunk
+    end: int  # one past the last byte that may hold chunks
+    fields: dict = field(default_factory=dict)
+
+
+@dataclass
+class Arena:
+    """A malloc_state and the heaps it owns."""
+
+    addr: int
+    index: int
+    is_main: bool
+    f: dict
+    heaps: list[HeapSegment] = field(default_factory=list)
+    stops: list[Stop] = field(default_factory=list)
+
+    @property
+    def top(self) -> int:
+        return self.f["top"]
+
+    @property
+    def next(self) -> int:
+        return self.f["next"]
+
+
+@dataclass
+class FreeList:
+    """One free list (bin, fastbin, tcache bin) as walked: chunk addresses in order."""
+
+    kind: str  # unsorted / small / large / fast / tcache
+    index: int
+    chunks: list[int] = field(default_factory=list)  # chunk addresses
+    sizes: list[int] = field(default_factory=list)
+    stop: Optional[Stop] = None
+    count_field: Optional[int] = None  # tcache counts/num_slots as stored
+
+
+@dataclass
+class Tcache:
+    """One thread's tcache_perthread_struct."""
+
+    thread: Thread
+    addr: Optional[int]
+    how: str
+    bins: list[FreeList] = field(default_factory=list)
+
+
+class Heap:
+    """The engine's view of one target.  Build one per stop; everything is cached."""
+
+    def __init__(self, target: Target, config: Config,
+                 overrides: Optional[Overrides] = None) -> None:
+        self.target = target
+        self.cfg = config
+        self.overrides = overrides or Overrides()
+        self.p = config.params
+        self.sz = config.ptr_size
+        self.mem = Memory(target, self.sz, config.endian)
+        e = "<" if config.endian == "little" else ">"
+        w = "Q" if self.sz == 8 else "I"
+        self._word = struct.Struct(e + w)
+        self._two = struct.Struct(e + w + w)
+        self.L_state = self._layout("malloc_state")
+        self.L_par = self._layout("malloc_par")
+        self.L_heap = self._layout("heap_info")
+        self.L_chunk = self._layout("malloc_chunk")
+        self.L_tcache = self._layout("tcache_perthread_struct") if self.p.has_tcache else None
+        self._arenas: Optional[list[Arena]] = None
+        self._mp: Optional[dict] = None
+        self._tcaches: Optional[list[Tcache]] = None
+        self._free_index: Optional[dict[int, str]] = None
+        self._bins: dict[int, list[FreeList]] = {}
+        self._fast: dict[int, list[FreeList]] = {}
+        self.notes: list[str] = list(config.warnings)
+
+    def _layout(self, name: str) -> Layout:
+        return layout(name, self.cfg.version, self.sz, self.cfg.endian)
+
+    # helpers -------------------------------------------------------------------
+    def read_struct(self, lay: Layout, addr: int) -> dict:
+        return lay.parse(self.mem.read(addr, lay.size))
+
+    def reveal(self, pos: int, value: int) -> int:
+        """Undo safe-linking (PROTECT_PTR) for a pointer stored at ``pos``."""
+        return (pos >> 12) ^ value if self.p.safe_linking else value
+
+    def aligned(self, addr: int) -> bool:
+        return (addr + 2 * self.sz) & self.p.align_mask == 0
+
+    def chunk(self, addr: int) -> Chunk:
+        data = self.mem.read(addr, 2 * self.sz)
+        prev, size = self._two.unpack(data)
+        try:
+            links = self.mem.read(addr + 2 * self.sz, 4 * self.sz)
+            fd, bk = self._two.unpack_from(links, 0)
+            fdn, bkn = self._two.unpack_from(links, 2 * self.sz)
+        except TargetMemoryError:
+            fd = bk = fdn = bkn = 0
+        return Chunk(addr, prev, size, fd, bk, fdn, bkn, self.sz)
+
+    # mp_ and arenas ------------------------------------------------------------
+    @property
+    def mp(self) -> dict:
+        if self._mp is None:
+            self._mp = self.read_struct(self.L_par, self.cfg.mp)
+        return self._mp
+
+    @property
+    def global_max_fast(self) -> Optional[int]:
+        if self.cfg.global_max_fast is None or not self.p.has_fastbins:
+            return None
+        width = 1 if self.cfg.version >= (2, 37) else self.sz
+        data = self.mem.read(self.cfg.global_max_fast, width)
+        return int.from_bytes(data, self.cfg.endian)
+
+    def arenas(self) -> list[Arena]:
+        """All arenas, main first, following ``next`` (bounded, cycle-checked)."""
+        if self._arenas is not None:
+            return self._arenas
+        out: list[Arena] = []
+        seen: set[int] = set()
+        addr = self.cfg.main_arena
+        while True:
+            try:
+                f = self.read_struct(self.L_state, addr)
+            except TargetMemoryError as e:
+                if not out:
+                    raise MultiheapError(
+                        f"main_arena at {addr:#x} is unreadable: {e}") from None
+                out[-1].stops.append(Stop(addr, "next arena is unreadable"))
+                break
+            arena = Arena(addr, len(out), addr == self.cfg.main_arena, f)
+            self._find_heaps(arena)
+            out.append(arena)
+            seen.add(addr)
+            nxt = f["next"]
+            if nxt == self.cfg.main_arena:
+                break
+            if nxt in seen or nxt == 0 or len(out) >= MAX_ARENAS:
+                arena.stops.append(Stop(nxt, "arena list does not return to main_arena"))
+                break
+            addr = nxt
+        self._arenas = out
+        return out
+
+    def arena_at(self, addr: int) -> Arena:
+        for a in self.arenas():
+            if a.addr == addr:
+                return a
+        known = ", ".join(f"{a.addr:#x}" for a in self.arenas())
+        raise UsageError(f"{addr:#x} is not an arena (arenas: {known})")
+
+    def top_size(self, arena: Arena) -> int:
+        try:
+            return self.chunk(arena.top).size
+        except TargetMemoryError:
+            return 0
+
+    def heap_max_size(self) -> int:
+        # 2 * DEFAULT_MMAP_THRESHOLD_MAX
+        return 2 * (4 * 1024 * 1024 * self.sz if self.sz == 8 else 512 * 1024)
+
+    def first_chunk(self, after: int) -> int:
+        """The first chunk at or after ``after`` whose user pointer is aligned."""
+        mis = (after + 2 * self.sz) & self.p.align_mask
+        return after + (self.p.malloc_alignment - mis if mis else 0)
+
+    def _find_heaps(self, arena: Arena) -> None:
+        top = arena.top
+        if arena.is_main:
+            base = self.mp["sbrk_base"]
+            if base == 0 or top == 0:
+                return  # malloc not used yet
+            end = top + self.top_size(arena)
+            start = self.first_chunk(base)
+            if not start <= top < end:
+                arena.stops.append(Stop(top, "top is not inside the main heap"))
+                end = start
+            arena.heaps.append(HeapSegment(None, start, end))
+            return
+        # non-main: heap_info of the top chunk's heap, then the prev chain
+        hmax = self.heap_max_size()
+        h = top & ~(hmax - 1)
+        segs: list[HeapSegment] = []
+        seen: set[int] = set()
+        while h and h not in seen and len(segs) < 65536:
+            seen.add(h)
+            try:
+                hf = self.read_struct(self.L_heap, h)
+            except TargetMemoryError:
+                arena.stops.append(Stop(h, "heap_info is unreadable"))
+                break
+            if hf["ar_ptr"] != arena.addr:
+                arena.stops.append(
+                    Stop(h, f"heap_info.ar_ptr is {hf['ar_ptr']:#x}, not this arena"))
+                break
+            after = h + self.L_heap.size
+            if after == arena.addr:
+                after += self.L_state.size
+            segs.append(HeapSegment(h, self.first_chunk(after), h + hf["size"], hf))
+            h = hf["prev"]
+        arena.heaps = segs[::-1]
+
+    def arena_of(self, addr: int) -> Optional[Arena]:
+        for a in self.arenas():
+            for s in a.heaps:
+                if s.start <= addr < s.end:
+                    return a
+        return None
+
+    def segment_of(self, addr: int) -> Optional[tuple[Arena, HeapSegment]]:
+        for a in self.arenas():
+            for s in a.heaps:
+                if s.start <= addr < s.end:
+                    return a, s
+        return None
+
+    # walking chunks ------------------------------------------------------------
+    def walk(self, arena: Arena, seg: HeapSegment, stops: list[Stop],
+             limit: Optional[int] = None) -> Iterator[tuple[int, int, int, str]]:
+        """Yield (addr, size, flags, state) for each chunk of a segment, in order.
+
+        The walk ends at the top chunk, at a fencepost, or where a size is impossible
+        (recorded in ``stops``).  ``limit`` caps the number of chunks.
+        """
+        special = self.free_index()
+        try:
+            buf, base = self.mem.load(seg.start, seg.end)
+        except TargetMemoryError:
+            stops.append(Stop(seg.start, "heap memory is unreadable"))
+            return
+        end = min(seg.end, base + len(buf))
+        top = arena.top
+        unpack = self._word.unpack_from
+        sz, minsize, mask = self.sz, self.p.minsize, self.p.align_mask
+        addr = seg.start
+        pending: Optional[tuple[int, int, int]] = None
+        n = 0
+        while True:
+            if addr + 2 * sz > end:
+                if addr < seg.end:
+                    stops.append(Stop(addr, "chunk header is unreadable"))
+                break
+            sf = unpack(buf, addr - base + sz)[0]
+            size = sf & ~SIZE_BITS
+            flags = sf & SIZE_BITS
+            if pending is not None:
+                pa, ps, pf = pending
+                st = special.get(pa)
+                if st is None:
+                    st = "inuse" if flags & PREV_INUSE else "free"
+                yield pa, ps, pf, st
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+                pending = None
+            if addr == top:
+                yield addr, size, flags, "top"
+                if addr + size != seg.end and addr + size != end:
+                    stops.append(Stop(addr, f"top size {size:#x} does not end at the heap "
+                                            f"end {seg.end:#x}"))
+                break
+            if size == 0 and addr + 2 * sz <= end and addr >= seg.start + minsize:
+                break  # fencepost at the end of an old heap
+            if size < minsize or size & mask:
+                stops.append(Stop(addr, f"impossible chunk size {sf:#x}"))
+                break
+            if addr + size > seg.end:
+                stops.append(Stop(addr, f"size {size:#x} runs past the heap end {seg.end:#x}"))
+                break
+            pending = (addr, size, flags)
+            addr += size
+        if pending is not None:
+            pa, ps, pf = pending
+            yield pa, ps, pf, special.get(pa, "inuse")
+
+    # free lists ---------------------------------------------------------------
+    def _walk_list(self, fl: FreeList, first: int, next_of, end: int,
+                   size_check=None) -> None:
+        seen: set[int] = set()
+        p = first
+        steps = 0
+        while p != end:
+            if p in seen:
+                fl.stop = Stop(p, "cycle: this chunk is already in the list")
+                return
+            if not self.aligned(p):
+                fl.stop = Stop(p, "misaligned chunk address (corrupted link?)")
+                return
+            try:
+                size = self.chunk_size(p)
+                nxt = next_of(p)
+            except TargetMemoryError:
+                fl.stop = Stop(p, "unreadable chunk")
+                return
+            if size_check is not None:
+                why = size_check(size)
+                if why:
+                    fl.stop = Stop(p, why)
+                    return
+            seen.add(p)
+            fl.chunks.append(p)
+            fl.sizes.append(size)
+            steps += 1
+            if steps >= MAX_LIST:
+                fl.stop = Stop(p, f"more than {MAX_LIST} chunks: runaway list")
+                return
+            p = nxt
+
+    def chunk_size(self, addr: int) -> int:
+        return self.mem.ptr(addr + self.sz) & ~SIZE_BITS
+
+    def bin_address(self, arena: Arena, i: int) -> int:
+        """bin_at(arena, i): the fake chunk whose fd/bk are bins[2(i-1)], bins[2i-1]."""
+        return arena.addr + self.L_state.offset("bins") + (i - 1) * 2 * self.sz - 2 * self.sz
+
+    def bins(self, arena: Arena) -> list[FreeList]:
+        """Bins 1 (unsorted) to 127, each walked along fd."""
+        if arena.addr in self._bins:
+            return self._bins[arena.addr]
+        out = []
+        raw = arena.f["bins"]
+        fd_off = 2 * self.sz
+        for i in range(1, 128):
+            kind = "unsorted" if i == 1 else ("small" if i < 64 else "large")
+            fl = FreeList(kind, i)
+            first = raw[2 * (i - 1)]
+            b = self.bin_address(arena, i)
+            if first != b:
+                self._walk_list(fl, first, lambda p: self.mem.ptr(p + fd_off), b,
+                                self._bin_size_check(i))
+            out.append(fl)
+        self._bins[arena.addr] = out
+        return out
+
+    def _bin_size_check(self, i: int):
+        minsize, p = self.p.minsize, self.p
+
+        def check(size: int) -> str:
+            if size < minsize:
+                return f"chunk size {size:#x} is impossible"
+            if i > 1 and p.bin_index(size) != i:
+                return f"chunk size {size:#x} does not belong in bin {i}"
+            return ""
+        return check
+
+    def fastbins(self, arena: Arena) -> list[FreeList]:
+        if not self.p.has_fastbins:
+            return []
+        if arena.addr in self._fast:
+            return self._fast[arena.addr]
+        out = []
+        fd_off = 2 * self.sz
+        for i, head in enumerate(arena.f["fastbinsY"]):
+            fl = FreeList("fast", i)
+            if head:
+                self._walk_list(
+                    fl, head,
+                    lambda p: self.reveal(p + fd_off, self.mem.ptr(p + fd_off)), 0,
+                    self._fast_size_check(i))
+            out.append(fl)
+        self._fast[arena.addr] = out
+        return out
+
+    def _fast_size_check(self, i: int):
+        p = self.p
+
+        def check(size: int) -> str:
+            if p.fastbin_index(size) != i:
+                return f"chunk size {size:#x} does not belong in fastbin {i}"
+            return ""
+        return check
+
+    # tcache --------------------------------------------------------------------
+    def tcaches(self) -> list[Tcache]:
+        """Each thread's tcache (empty list before glibc 2.26)."""
+        if self._tcaches is not None:
+            return self._tcaches
+        out: list[Tcache] = []
+        if self.L_tcache is not None:
+            threads = self.target.threads()
+            offset = self.overrides.tcache_offset
+            for t in threads:
+                addr, how = self._tcache_pointer(t, offset)
+                tc = Tcache(t, addr, how)
+                if addr:
+                    self._tcache_bins(tc)
+                out.append(tc)
+        self._tcaches = out
+        return out
+
+    def _tcache_pointer(self, t: Thread, offset: Optional[int]) -> tuple[Optional[int], str]:
+        tp = None
+        if offset is None:
+            try:
+                slot = self.target.tls_symbol("tcache", t)
+            except MultiheapError:
+                slot = None
+            if slot is not None:
+                try:
+                    return self.mem.ptr(slot), "debug info (TLS variable tcache)"
+                except TargetMemoryError:
+                    return None, f"TLS slot {slot:#x} is unreadable"
+        try:
+            tp = self.target.thread_pointer(t)
+        except MultiheapError:
+            tp = None
+        if offset is not None and tp is not None:
+            try:
+                return self.mem.ptr(tp + offset), f"thread pointer {offset:+#x}"
+            except TargetMemoryError:
+                return None, f"thread pointer {tp:#x}{offset:+#x} is unreadable"
+        return None, "not found (no debug info for the TLS variable tcache)"
+
+    def _tcache_bins(self, tc: Tcache) -> None:
+        assert self.L_tcache is not None and tc.addr is not None
+        try:
+            f = self.read_struct(self.L_tcache, tc.addr)
+        except TargetMemoryError:
+            tc.how += "; struct unreadable"
+            return
+        counts = f[self.p.counts_field]
+        off = 2 * self.sz
+
+        def next_of(p: int) -> int:
+            nxt = self.reveal(p + off, self.mem.ptr(p + off))
+            return nxt - off if nxt else -1  # entries link user pointers
+
+        for i, head in enumerate(f["entries"]):
+            fl = FreeList("tcache", i, count_field=counts[i])
+            if head:
+                self._walk_list(fl, head - off, next_of, -1, self._tcache_size_check(i))
+            tc.bins.append(fl)
+
+    def _tcache_size_check(self, i: int):
+        p = self.p
+
+        def check(size: int) -> str:
+            if i < p.tcache_small_bins and p.tcache_index(size) != i:
+                return f"chunk size {size:#x} does not belong in tcache bin {i}"
+            return ""
+        return check
+
+    # classification ------------------------------------------------------------
+    def free_index(self) -> dict[int, str]:
+        """Chunk address -> "tcache" / "fast" / "free" for every listed free chunk."""
+        if self._free_index is not None:
+            return self._free_index
+        idx: dict[int, str] = {}
+        for a in self.arenas():
+            for fl in self.bins(a):
+                idx.update(dict.fromkeys(fl.chunks, "free"))
+            for fl in self.fastbins(a):
+                idx.update(dict.fromkeys(fl.chunks, "fast"))
+        for tc in self.tcaches():
+            for fl in tc.bins:
+                idx.update(dict.fromkeys(fl.chunks, "tcache"))
+        self._free_index = idx
+        return idx
+
+    def chunk_state(self, c: Chunk) -> str:
+        if c.flags & IS_MMAPPED:
+            return "mmapped"
+        for a in self.arenas():
+            if c.addr == a.top:
+                return "top"
+        st = self.free_index().get(c.addr)
+        if st:
+            return st
+        try:
+            nxt = self.mem.ptr(c.addr + c.size + self.sz)
+        except TargetMemoryError:
+            return "inuse"
+        return "inuse" if nxt & PREV_INUSE else "free"
+
+    # mmapped chunks --------------------------------------------------------------
+    def mmapped_chunks(self) -> list[tuple[int, int, int]]:
+        """(addr, size, prev_size) of mmapped chunks found at anonymous mappings."""
+        heaps = [(s.info or s.start, s.end) for a in self.arenas() for s in a.heaps]
+        page = 0x1000
+        out = []
+        for r in self.target.regions():
+            if "w" not in r.perms or (r.name and not r.name.startswith("[anon")
+                                      and r.name not in ("", "[heap]")):
+                continue
+            if any(lo < r.end and r.start < hi for lo, hi in heaps):
+                continue
+            addr = r.start
+            while addr + 2 * self.sz <= r.end:
+                try:
+                    prev, sf = self._two.unpack(self.mem.read(addr, 2 * self.sz))
+                except TargetMemoryError:
+                    break
+                size = sf & ~SIZE_BITS
+                if (sf & SIZE_BITS) != IS_MMAPPED or size == 0 or (size + prev) % page \
+                        or addr + size > r.end or prev >= page:
+                    break
+                out.append((addr, size, prev))
+                addr += size
+        return out

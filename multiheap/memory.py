@@ -1,0 +1,116 @@
+"""Bulk, cached reads of target memory for one stop of the target.
+
+The engine asks for whole regions (a heap, an arena) and parses fields out of the
+buffers with precompiled ``struct.Struct`` objects; small reads outside any loaded
+block fetch one page-aligned block and keep it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from typing import Optional
+
+from multiheap.errors import TargetMemoryError
+from multiheap.target import Target
+
+_PAGE = 0x1000
+
+
+class Memory:
+    """A read cache over a :class:`~multiheap.target.Target` (valid for one stop)."""
+
+    def __init__(self, target: Target, ptr_size: int, endian: str = "little") -> None:
+        self.target = target
+        self.ptr_size = ptr_size
+        e = "<" if endian == "little" else ">"
+        self._ptr = struct.Struct(e + ("Q" if ptr_size == 8 else "I"))
+        self._starts: list[int] = []
+        self._blocks: list[tuple[int, int, bytes]] = []  # (start, end, data)
+        self._last: Optional[tuple[int, int, bytes]] = None
+
+    # loading -------------------------------------------------------------------
+    def _insert(self, start: int, data: bytes) -> tuple[int, int, bytes]:
+        block = (start, start + len(data), data)
+        i = bisect.bisect_left(self._starts, start)
+        self._starts.insert(i, start)
+        self._blocks.insert(i, block)
+        return block
+
+    def _find(self, addr: int, size: int) -> Optional[tuple[int, int, bytes]]:
+        last = self._last
+        if last is not None and last[0] <= addr and addr + size <= last[1]:
+            return last
+        # blocks may overlap (a page read, later a whole region): check every block
+        # starting at or below addr, nearest first
+        i = bisect.bisect_right(self._starts, addr) - 1
+        while i >= 0:
+            b = self._blocks[i]
+            if addr + size <= b[1]:
+                self._last = b
+                return b
+            i -= 1
+        return None
+
+    def load(self, start: int, end: int) -> tuple[bytes, int]:
+        """Read ``[start, end)`` in one request (cached); returns (buffer, base).
+
+        When the whole range cannot be read, the readable prefix is returned (page by
+        page); the caller sees a shorter buffer and stops there.
+        """
+        b = self._find(start, end - start)
+        if b is not None:
+            return b[2], b[0]
+        try:
+            data = self.target.read(start, end - start)
+        except TargetMemoryError:
+            data = self._read_prefix(start, end)
+        if not data:
+            raise TargetMemoryError(start, end - start)
+        block = self._insert(start, data)
+        self._last = block
+        return data, start
+
+    def _read_prefix(self, start: int, end: int) -> bytes:
+        parts = []
+        addr = start
+        while addr < end:
+            step = min(end, (addr & ~(_PAGE - 1)) + _PAGE) - addr
+            try:
+                parts.append(self.target.read(addr, step))
+            except TargetMemoryError:
+                break
+            addr += step
+        return b"".join(parts)
+
+    def read(self, addr: int, size: int) -> bytes:
+        """Bytes at ``addr``; raises TargetMemoryError when unreadable."""
+        b = self._find(addr, size)
+        if b is None:
+            start = addr & ~(_PAGE - 1)
+            end = (addr + size + _PAGE - 1) & ~(_PAGE - 1)
+            try:
+                data = self.target.read(start, end - start)
+            except TargetMemoryError:
+                data = self.target.read(addr, size)  # raises with the precise address
+                start = addr
+            b = self._insert(start, data)
+            self._last = b
+        off = addr - b[0]
+        return b[2][off:off + size]
+
+    def ptr(self, addr: int) -> int:
+        """One pointer-sized word."""
+        b = self._find(addr, self.ptr_size)
+        if b is None:
+            self.read(addr, self.ptr_size)
+            b = self._last
+            assert b is not None
+        return self._ptr.unpack_from(b[2], addr - b[0])[0]
+
+    def readable(self, addr: int, size: int = 1) -> bool:
+        try:
+            self.read(addr, size)
+        except TargetMemoryError:
+            return False
+        return True

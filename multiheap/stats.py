@@ -1,0 +1,66 @@
+"""Heap totals, including glibc's own mallinfo2 figures computed from memory."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from multiheap.heap import Arena, Heap, Stop
+
+MALLINFO2_FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "uordblks",
+                    "fordblks", "fsmblks", "keepcost")
+
+
+@dataclass
+class ArenaStats:
+    """Counts and bytes per chunk state for one arena."""
+
+    addr: int
+    system_mem: int
+    top_size: int
+    inuse_count: int = 0
+    inuse_bytes: int = 0
+    free_count: int = 0
+    free_bytes: int = 0
+    fast_count: int = 0
+    fast_bytes: int = 0
+    tcache_count: int = 0
+    tcache_bytes: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def mallinfo2(heap: Heap) -> dict[str, int]:
+    """What glibc's mallinfo2() returns, computed as glibc's int_mallinfo does."""
+    m = dict.fromkeys(MALLINFO2_FIELDS, 0)
+    for a in heap.arenas():
+        top = heap.top_size(a)
+        fast = [s for fl in heap.fastbins(a) for s in fl.sizes]
+        binned = [s for fl in heap.bins(a) for s in fl.sizes]
+        avail = top + sum(fast) + sum(binned)
+        m["smblks"] += len(fast)
+        m["fsmblks"] += sum(fast)
+        m["ordblks"] += 1 + len(binned)
+        m["fordblks"] += avail
+        m["uordblks"] += a.f["system_mem"] - avail
+        m["arena"] += a.f["system_mem"]
+        if a.is_main:
+            m["hblks"] = heap.mp["n_mmaps"]
+            m["hblkhd"] = heap.mp["mmapped_mem"]
+            m["keepcost"] = top
+    return m
+
+
+def arena_stats(heap: Heap, arena: Arena, stops: list[Stop]) -> ArenaStats:
+    """Walk the arena's heaps and count chunks by state."""
+    st = ArenaStats(arena.addr, arena.f["system_mem"], heap.top_size(arena))
+    counts: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for seg in arena.heaps:
+        for _addr, size, _flags, state in heap.walk(arena, seg, stops):
+            counts[state] = counts.get(state, 0) + 1
+            sizes[state] = sizes.get(state, 0) + size
+    for state in ("inuse", "free", "fast", "tcache"):
+        setattr(st, f"{state}_count", counts.get(state, 0))
+        setattr(st, f"{state}_bytes", sizes.get(state, 0))
+    return st
