@@ -141,6 +141,7 @@ class Heap:
         self._free_index: Optional[dict[int, str]] = None
         self._bins: dict[int, list[FreeList]] = {}
         self._fast: dict[int, list[FreeList]] = {}
+        self._preloaded = False
         self.notes: list[str] = list(config.warnings)
 
     def _layout(self, name: str) -> Layout:
@@ -287,13 +288,14 @@ class Heap:
 
     # walking chunks ------------------------------------------------------------
     def walk(self, arena: Arena, seg: HeapSegment, stops: list[Stop],
-             limit: Optional[int] = None) -> Iterator[tuple[int, int, int, str]]:
+             limit: Optional[int] = None,
+             classify: bool = True) -> Iterator[tuple[int, int, int, str]]:
         """Yield (addr, size, flags, state) for each chunk of a segment, in order.
 
         The walk ends at the top chunk, at a fencepost, or where a size is impossible
         (recorded in ``stops``).  ``limit`` caps the number of chunks.
         """
-        special = self.free_index()
+        special = self.free_index() if classify else {}
         try:
             buf, base = self.mem.load(seg.start, seg.end)
         except TargetMemoryError:
@@ -345,36 +347,72 @@ class Heap:
             yield pa, ps, pf, special.get(pa, "inuse")
 
     # free lists ---------------------------------------------------------------
-    def _walk_list(self, fl: FreeList, first: int, next_of, end: int,
-                   size_check=None) -> None:
+    def preload(self) -> None:
+        """Read every heap segment in one request each, before lists are walked."""
+        if self._preloaded:
+            return
+        self._preloaded = True
+        for a in self.arenas():
+            for seg in a.heaps:
+                try:
+                    self.mem.load(seg.start, seg.end)
+                except TargetMemoryError:
+                    pass
+
+    def _walk_list(self, fl: FreeList, first: int, end: int, protect: bool = False,
+                   ptr_bias: int = 0, index_of=None) -> None:
+        """Follow the links of one free list from chunk ``first`` until ``end``.
+
+        The link is the word at chunk + 2*SIZE_SZ; ``protect`` undoes safe-linking;
+        ``ptr_bias`` is subtracted from stored pointers (tcache links user pointers).
+        ``index_of(size)`` must give ``fl.index`` for every chunk (a bin check).
+        """
+        self.preload()
+        sz = self.sz
+        link = 2 * sz
+        mask = self.p.align_mask
+        unpack = self._two.unpack_from
+        mem = self.mem
         seen: set[int] = set()
+        chunks, sizes = fl.chunks, fl.sizes
+        want = fl.index
+        blk = mem.block(first)
+        lo, hi, buf = blk if blk is not None else (0, 0, b"")
         p = first
-        steps = 0
         while p != end:
             if p in seen:
                 fl.stop = Stop(p, "cycle: this chunk is already in the list")
                 return
-            if not self.aligned(p):
+            if (p + link) & mask:
                 fl.stop = Stop(p, "misaligned chunk address (corrupted link?)")
                 return
-            try:
-                size = self.chunk_size(p)
-                nxt = next_of(p)
-            except TargetMemoryError:
-                fl.stop = Stop(p, "unreadable chunk")
+            if not (lo <= p and p + link + sz <= hi):
+                blk = mem.block(p)
+                if blk is None or p + link + sz > blk[1]:
+                    try:
+                        mem.read(p, link + sz)
+                    except TargetMemoryError:
+                        fl.stop = Stop(p, "unreadable chunk")
+                        return
+                    blk = mem.block(p)
+                lo, hi, buf = blk
+            sf, _ = unpack(buf, p - lo + sz)
+            nxt = unpack(buf, p - lo + link)[0]
+            size = sf & ~SIZE_BITS
+            if index_of is not None and index_of(size) != want:
+                fl.stop = Stop(p, f"chunk size {size:#x} does not belong in {fl.kind} "
+                                  f"bin {want}")
                 return
-            if size_check is not None:
-                why = size_check(size)
-                if why:
-                    fl.stop = Stop(p, why)
-                    return
             seen.add(p)
-            fl.chunks.append(p)
-            fl.sizes.append(size)
-            steps += 1
-            if steps >= MAX_LIST:
+            chunks.append(p)
+            sizes.append(size)
+            if len(chunks) >= MAX_LIST:
                 fl.stop = Stop(p, f"more than {MAX_LIST} chunks: runaway list")
                 return
+            if protect:
+                nxt ^= (p + link) >> 12
+            if ptr_bias:
+                nxt = nxt - ptr_bias if nxt else end
             p = nxt
 
     def chunk_size(self, addr: int) -> int:
@@ -390,29 +428,20 @@ class Heap:
             return self._bins[arena.addr]
         out = []
         raw = arena.f["bins"]
-        fd_off = 2 * self.sz
         for i in range(1, 128):
             kind = "unsorted" if i == 1 else ("small" if i < 64 else "large")
             fl = FreeList(kind, i)
             first = raw[2 * (i - 1)]
             b = self.bin_address(arena, i)
             if first != b:
-                self._walk_list(fl, first, lambda p: self.mem.ptr(p + fd_off), b,
-                                self._bin_size_check(i))
+                self._walk_list(fl, first, b, index_of=None if i == 1 else self.p.bin_index)
+                if i == 1 and fl.stop is None:
+                    tiny = [a for a, s in zip(fl.chunks, fl.sizes) if s < self.p.minsize]
+                    if tiny:
+                        fl.stop = Stop(tiny[0], "impossible chunk size in the unsorted bin")
             out.append(fl)
         self._bins[arena.addr] = out
         return out
-
-    def _bin_size_check(self, i: int):
-        minsize, p = self.p.minsize, self.p
-
-        def check(size: int) -> str:
-            if size < minsize:
-                return f"chunk size {size:#x} is impossible"
-            if i > 1 and p.bin_index(size) != i:
-                return f"chunk size {size:#x} does not belong in bin {i}"
-            return ""
-        return check
 
     def fastbins(self, arena: Arena) -> list[FreeList]:
         if not self.p.has_fastbins:
@@ -420,26 +449,14 @@ class Heap:
         if arena.addr in self._fast:
             return self._fast[arena.addr]
         out = []
-        fd_off = 2 * self.sz
         for i, head in enumerate(arena.f["fastbinsY"]):
             fl = FreeList("fast", i)
             if head:
-                self._walk_list(
-                    fl, head,
-                    lambda p: self.reveal(p + fd_off, self.mem.ptr(p + fd_off)), 0,
-                    self._fast_size_check(i))
+                self._walk_list(fl, head, 0, self.p.safe_linking,
+                                index_of=self.p.fastbin_index)
             out.append(fl)
         self._fast[arena.addr] = out
         return out
-
-    def _fast_size_check(self, i: int):
-        p = self.p
-
-        def check(size: int) -> str:
-            if p.fastbin_index(size) != i:
-                return f"chunk size {size:#x} does not belong in fastbin {i}"
-            return ""
-        return check
 
     # tcache --------------------------------------------------------------------
     def tcaches(self) -> list[Tcache]:
@@ -490,26 +507,16 @@ class Heap:
             tc.how += "; struct unreadable"
             return
         counts = f[self.p.counts_field]
-        off = 2 * self.sz
-
-        def next_of(p: int) -> int:
-            nxt = self.reveal(p + off, self.mem.ptr(p + off))
-            return nxt - off if nxt else -1  # entries link user pointers
+        p = self.p
+        small = p.tcache_small_bins
 
         for i, head in enumerate(f["entries"]):
             fl = FreeList("tcache", i, count_field=counts[i])
             if head:
-                self._walk_list(fl, head - off, next_of, -1, self._tcache_size_check(i))
+                self._walk_list(fl, head - 2 * self.sz, -1, p.safe_linking,
+                                ptr_bias=2 * self.sz,
+                                index_of=p.tcache_index if i < small else None)
             tc.bins.append(fl)
-
-    def _tcache_size_check(self, i: int):
-        p = self.p
-
-        def check(size: int) -> str:
-            if i < p.tcache_small_bins and p.tcache_index(size) != i:
-                return f"chunk size {size:#x} does not belong in tcache bin {i}"
-            return ""
-        return check
 
     # classification ------------------------------------------------------------
     def free_index(self) -> dict[int, str]:
@@ -542,6 +549,56 @@ class Heap:
         except TargetMemoryError:
             return "inuse"
         return "inuse" if nxt & PREV_INUSE else "free"
+
+    def census(self, arena: Arena, stops: list[Stop]) -> dict[str, list[int]]:
+        """{state: [count, bytes]} for the arena's chunks (top excluded).
+
+        A bare walk counts every chunk; the free lists say which are free, fast or
+        tcache; the rest are in use.  If the walk stops early, or finds free chunks no
+        list knows, it falls back to classifying chunk by chunk.
+        """
+        out = {k: [0, 0] for k in ("inuse", "free", "fast", "tcache")}
+        total_n = total_b = unlisted = 0
+        own: list[Stop] = []
+        for seg in arena.heaps:
+            n, b, u = self._bare_walk(arena, seg, own)
+            total_n, total_b, unlisted = total_n + n, total_b + b, unlisted + u
+        listed_free = sum(len(fl.chunks) for fl in self.bins(arena))
+        if own or unlisted != listed_free:
+            for seg in arena.heaps:
+                for _a, size, _f, st in self.walk(arena, seg, stops):
+                    if st != "top":
+                        out[st][0] += 1
+                        out[st][1] += size
+            return out
+        spans = [(s.start, s.end) for s in arena.heaps]
+        lists = [("free", fl) for fl in self.bins(arena)]
+        lists += [("fast", fl) for fl in self.fastbins(arena)]
+        lists += [("tcache", fl) for tc in self.tcaches() for fl in tc.bins]
+        for st, fl in lists:
+            acc = out[st]
+            for a, size in zip(fl.chunks, fl.sizes):
+                for lo, hi in spans:
+                    if lo <= a < hi:
+                        acc[0] += 1
+                        acc[1] += size
+                        break
+        out["inuse"] = [total_n - sum(v[0] for v in out.values()),
+                        total_b - sum(v[1] for v in out.values())]
+        return out
+
+    def _bare_walk(self, arena: Arena, seg: HeapSegment,
+                   stops: list[Stop]) -> tuple[int, int, int]:
+        """(chunks, bytes, chunks marked free by their successor) up to top."""
+        n = total = unlisted = 0
+        for _a, size, _flags, st in self.walk(arena, seg, stops, classify=False):
+            if st == "top":
+                break
+            n += 1
+            total += size
+            if st == "free":
+                unlisted += 1
+        return n, total, unlisted
 
     # mmapped chunks --------------------------------------------------------------
     def mmapped_chunks(self) -> list[tuple[int, int, int]]:

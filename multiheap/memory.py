@@ -83,6 +83,10 @@ class Memory:
             addr += step
         return b"".join(parts)
 
+    def block(self, addr: int) -> Optional[tuple[int, int, bytes]]:
+        """The loaded (start, end, data) block holding ``addr``, or None."""
+        return self._find(addr, 1)
+
     def read(self, addr: int, size: int) -> bytes:
         """Bytes at ``addr``; raises TargetMemoryError when unreadable."""
         b = self._find(addr, size)

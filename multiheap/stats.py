@@ -54,13 +54,7 @@ def mallinfo2(heap: Heap) -> dict[str, int]:
 def arena_stats(heap: Heap, arena: Arena, stops: list[Stop]) -> ArenaStats:
     """Walk the arena's heaps and count chunks by state."""
     st = ArenaStats(arena.addr, arena.f["system_mem"], heap.top_size(arena))
-    counts: dict[str, int] = {}
-    sizes: dict[str, int] = {}
-    for seg in arena.heaps:
-        for _addr, size, _flags, state in heap.walk(arena, seg, stops):
-            counts[state] = counts.get(state, 0) + 1
-            sizes[state] = sizes.get(state, 0) + size
-    for state in ("inuse", "free", "fast", "tcache"):
-        setattr(st, f"{state}_count", counts.get(state, 0))
-        setattr(st, f"{state}_bytes", sizes.get(state, 0))
+    for state, (count, size) in heap.census(arena, stops).items():
+        setattr(st, f"{state}_count", count)
+        setattr(st, f"{state}_bytes", size)
     return st

@@ -62,7 +62,8 @@ class Builder:
         """One object: text renders ``template.format(**values)``."""
         raise NotImplementedError
 
-    def table(self, name: str, columns: list[Column], rows: Iterable[tuple]) -> None:
+    def table(self, name: str, columns: list[Column], rows: Iterable[tuple]) -> int:
+        """Rows of values in column order; returns how many rows there were."""
         raise NotImplementedError
 
     def structured(self) -> bool:

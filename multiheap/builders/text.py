@@ -72,16 +72,16 @@ class TextBuilder(Builder):
         for line in s.split("\n"):
             self._emit(line)
 
-    def table(self, name: str, columns: list[Column], rows: Iterable[tuple]) -> None:
+    def table(self, name: str, columns: list[Column], rows: Iterable[tuple]) -> int:
         pad = "  " * self._indent
         widths = [max(c.width, len(c.title)) for c in columns]
         parts = []
-        for c, w in zip(columns, widths):
+        for i, (c, w) in enumerate(zip(columns, widths)):
             if c.fmt:  # "#x", "x", "d": right-aligned numbers
                 alt = "#" if c.fmt.startswith("#") else ""
                 parts.append("{:>%s%d%s}" % (alt, w, c.fmt.lstrip("#")))
             else:
-                parts.append("{:<%d}" % w)
+                parts.append("{}" if i == len(columns) - 1 else "{:<%d}" % w)
         fmt = pad + "  ".join(parts)
         head = pad + "  ".join(
             c.title.rjust(w) if c.fmt else c.title.ljust(w) for c, w in zip(columns, widths)
@@ -89,16 +89,23 @@ class TextBuilder(Builder):
         self._lines.append(self._c(_BOLD, head.rstrip()))
         has_addr = self.tagger is not None and columns and columns[0].name == "addr"
         out = self._lines
+        form = fmt.format
+        n = 0
         for r in rows:
-            line = fmt.format(*("-" if v is None else v for v in r))
+            n += 1
+            try:
+                line = form(*r)
+            except (TypeError, ValueError):  # None in a numeric column
+                line = form(*("-" if v is None else v for v in r)) if None in r else str(r)
             if has_addr:
                 tag = self.tag(r[0])
                 if tag:
                     line += " " + self._c(_CYAN, f"[{tag}]")
-            out.append(line.rstrip())
+            out.append(line)
             if len(out) >= 65536 and self.sink is not None:
                 self._flush()
                 out = self._lines
+        return n
 
     def structured(self) -> bool:
         return False

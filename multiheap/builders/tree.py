@@ -61,7 +61,7 @@ class TreeBuilder(Builder):
         else:
             top.update(obj)
 
-    def table(self, name: str, columns: list[Column], rows: Iterable[tuple]) -> None:
+    def table(self, name: str, columns: list[Column], rows: Iterable[tuple]) -> int:
         names = [c.name for c in columns]
         out = [dict(zip(names, r)) for r in rows]
         if self.tagger is not None and "addr" in names:
@@ -70,6 +70,7 @@ class TreeBuilder(Builder):
                 if tag is not None:
                     obj["tag"] = tag
         self._put(name, out)
+        return len(out)
 
     def note(self, message: str, **data: Any) -> None:
         self._notes.append({"message": message, **data})

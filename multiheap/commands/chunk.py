@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from multiheap.builders import Column
 from multiheap.commands.base import address, command
 from multiheap.errors import TargetMemoryError, UsageError
@@ -10,8 +12,11 @@ from multiheap.heap import IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, Chunk, Heap, 
 FLAG_NAMES = ((PREV_INUSE, "P"), (IS_MMAPPED, "M"), (NON_MAIN_ARENA, "A"))
 
 
+FLAG_TEXT = tuple("".join(n if f & b else "-" for b, n in FLAG_NAMES) for f in range(8))
+
+
 def flag_text(flags: int) -> str:
-    return "".join(n if flags & b else "-" for b, n in FLAG_NAMES)
+    return FLAG_TEXT[flags & 7]
 
 
 def emit_chunk(heap: Heap, c: Chunk, out, hexdump: bool, verbose: bool) -> str:
@@ -135,22 +140,13 @@ class PtList:
         arena = heap.arena_at(address(session, args.arena)) if args.arena else heap.arenas()[0]
         stops: list[Stop] = []
         out.field("arena", arena.addr, "#x")
-        counted = [0]
-
-        def rows():
-            for seg in arena.heaps:
-                left = None if args.count is None else args.count - counted[0]
-                if left is not None and left <= 0:
-                    return
-                for row in heap.walk(arena, seg, stops, left):
-                    counted[0] += 1
-                    yield row
-
-        if out.structured():
-            out.table("chunks", cols, rows())
-        else:
-            out.table("chunks", cols, ((a, s, flag_text(f), st) for a, s, f, st in rows()))
-        out.field("count", counted[0])
+        walk = itertools.chain.from_iterable(
+            heap.walk(arena, seg, stops) for seg in arena.heaps)
+        if args.count is not None:
+            walk = itertools.islice(walk, max(0, args.count))
+        if not out.structured():
+            walk = ((a, s, FLAG_TEXT[f], st) for a, s, f, st in walk)
+        out.field("count", out.table("chunks", cols, walk))
         for st in stops:
             out.note(st.message("walk"), **st.as_dict())
         if stops:
