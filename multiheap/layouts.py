@@ -241,6 +241,17 @@ class Params:
         return self.smallbin_index(size) if self.in_smallbin_range(size) else \
             self.largebin_index(size)
 
+    def bin_floor(self, i: int) -> int:
+        """Smallest chunk size that goes to regular bin ``i`` (2..127)."""
+        lo, hi = self.minsize, 1 << (8 * self.size_sz - 1)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.bin_index(mid) >= i:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
     def tcache_index(self, size: int) -> int:
         return (size - self.minsize + self.malloc_alignment - 1) // self.malloc_alignment
 

@@ -30,9 +30,10 @@ def bin_range(heap: Heap, i: int) -> str:
         return "any size"
     p = heap.p
     if i < 64:
-        size = (i - p.smallbin_correction) * p.malloc_alignment
-        return f"size {size:#x}"
-    return "large"
+        return f"size {p.bin_floor(i):#x}"
+    if i == 127:
+        return f"sizes from {p.bin_floor(i):#x}"
+    return f"sizes {p.bin_floor(i):#x}-{p.bin_floor(i + 1) - 1:#x}"
 
 
 def emit_bins(heap: Heap, arena: Arena, out, index=None, size=None, all_bins=False) -> None:
@@ -59,6 +60,8 @@ def emit_bins(heap: Heap, arena: Arena, out, index=None, size=None, all_bins=Fal
 def emit_fastbins(heap: Heap, arena: Arena, out) -> None:
     out.begin_list("fastbins", title=f"fastbins of arena {arena.addr:#x}")
     for fl in heap.fastbins(arena):
+        if not out.structured() and not fl.chunks and fl.stop is None:
+            continue  # text shows the non-empty fastbins; JSON lists all of them
         size = heap.p.fastbin_size(fl.index)
         out.begin(title=f"fastbin {fl.index} (size {size:#x}): {len(fl.chunks)} chunks")
         if out.structured():
