@@ -221,8 +221,8 @@ class Params:
     def largebin_index(self, sz: int) -> int:
         if self.size_sz == 8:
             first = 48 + (sz >> 6) if (sz >> 6) <= 48 else None
-        elif self.malloc_alignment == 16:
-            first = 38 + (sz >> 6) if (sz >> 6) <= 38 else None
+        elif self.malloc_alignment == 16:  # largebin_index_32_big
+            first = 49 + (sz >> 6) if (sz >> 6) <= 45 else None
         else:
             first = 56 + (sz >> 6) if (sz >> 6) <= 38 else None
         if first is not None:

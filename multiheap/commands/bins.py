@@ -31,8 +31,8 @@ def bin_range(heap: Heap, i: int) -> str:
     p = heap.p
     if i < 64:
         return f"size {p.bin_floor(i):#x}"
-    if i == 127:
-        return f"sizes from {p.bin_floor(i):#x}"
+    if i >= 126:
+        return f"sizes from {p.bin_floor(i):#x}" if i == 126 else "unused"
     return f"sizes {p.bin_floor(i):#x}-{p.bin_floor(i + 1) - 1:#x}"
 
 
