@@ -1,0 +1,71 @@
+"""multiheap benchmarks: the issue targets, measured in real debuggers.
+
+    .venv/bin/python benchmarks/run.py [--chunks N] [--repeat R]
+
+gdb: on an N-chunk main heap (default 1,000,000), the floor (one bulk read of the heap
+plus a bare walk of its headers in gdb's Python) against ptstats and a full ptlist
+(output to /dev/null), each cold in a fresh gdb, best of R runs.
+Targets (issue 2): ptstats <= 3x floor, ptlist <= 8x floor, peak extra memory < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+
+
+def build(tmp: Path) -> Path:
+    exe = tmp / "bigheap"
+    subprocess.run(["gcc", "-O1", "-g", str(HERE / "bigheap.c"), "-o", str(exe)], check=True)
+    return exe
+
+
+def gdb_once(exe: Path, chunks: int, what: str) -> dict:
+    cmd = ["gdb", "-nx", "-batch", "-q", "-iex", "set debuginfod enabled off",
+           "-ex", f"source {ROOT / 'plugins' / 'gdb.py'}", "-ex", "break checkpoint",
+           "-ex", f"run {chunks}", "-ex", f"source {HERE / 'gdb_measure.py'}", str(exe)]
+    if what.startswith("ptlist"):
+        what = f"pipe {what} | cat > /dev/null"
+    env = dict(os.environ, MH_BENCH=what, MULTIHEAP_VENV=sys.prefix)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    for line in p.stdout.splitlines():
+        if line.startswith("MH_RESULT "):
+            return json.loads(line[len("MH_RESULT "):])
+    raise RuntimeError(f"no result for {what}:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chunks", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = build(Path(tmp))
+        results = {}
+        for what in ("floor", "ptstats", "ptstats --json", "ptlist"):
+            runs = [gdb_once(exe, args.chunks, what) for _ in range(args.repeat)]
+            best = min(runs, key=lambda r: r["seconds"])
+            best["peak_extra"] = max(r["peak_extra"] for r in runs)
+            results[what] = best
+    fl = results["floor"]["seconds"]
+    print(f"gdb, {args.chunks:,} chunks (floor walked {results['floor']['detail']:,} chunks)")
+    print(f"{'measure':<16}{'seconds':>9}{'x floor':>9}{'peak extra MB':>15}")
+    for what, r in results.items():
+        print(f"{what:<16}{r['seconds']:>9.3f}{r['seconds'] / fl:>9.2f}"
+              f"{r['peak_extra'] / 1e6:>15.1f}")
+    ok = (results["ptstats"]["seconds"] <= 3 * fl and results["ptlist"]["seconds"] <= 8 * fl
+          and all(r["peak_extra"] < 300e6 for r in results.values()))
+    print("targets (ptstats <= 3x, ptlist <= 8x, peak < 300 MB):", "met" if ok else "MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
