@@ -143,3 +143,14 @@ else
     echo "$want_sum" >"$stamp"
     log "$venv ready"
 fi
+
+# ------------------------------------------------------- optional components
+# Each scripts/install/NAME.sh installs one thing the test suite needs beyond
+# the above (lldb, radare2, other glibc builds).  They follow the same rules:
+# idempotent, fast when done, print the exact command for a non-root user.
+if [ "$with_tests" = 1 ]; then
+    for part in scripts/install/*.sh; do
+        [ -e "$part" ] || continue
+        bash "$part"
+    done
+fi
