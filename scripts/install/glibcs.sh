@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Fetch other Debian releases' glibc (libc6, libc6-dev, libc6-dbg) for the test matrix.
+#
+#   bullseye (2.31), trixie (2.41), sid (2.43): each suite's current version is
+#   resolved at install time (nothing pinned), downloaded with a private apt
+#   sources list used only through options (the system's apt is left alone),
+#   and unpacked under $MULTIHEAP_GLIBC_ROOT (default /opt/multiheap-glibc) as
+#   ROOT/<suite>/ with a VERSION file naming the exact package version.
+#
+# 2.31 gets the lib64/ld-linux-x86-64.so.2 link that `gcc --sysroot` needs.
+# Idempotent: a suite whose VERSION file exists is skipped without network.
+# MULTIHEAP_GLIBC_REFRESH=1 re-resolves every suite (e.g. after sid moved).
+# Not root and the root is not writable: prints the command and exits 1.
+set -euo pipefail
+
+root=${MULTIHEAP_GLIBC_ROOT:-/opt/multiheap-glibc}
+suites=(bullseye trixie sid)
+pkgs=(libc6 libc6-dev libc6-dbg)
+
+todo=()
+for s in "${suites[@]}"; do
+    if [ "${MULTIHEAP_GLIBC_REFRESH:-0}" = 1 ] || [ ! -s "$root/$s/VERSION" ]; then
+        todo+=("$s")
+    fi
+done
+if [ "${#todo[@]}" -eq 0 ]; then
+    echo "setup: glibc builds present in $root ($(cat "$root"/*/VERSION | tr '\n' ' '))"
+    exit 0
+fi
+
+if ! mkdir -p "$root" 2>/dev/null || [ ! -w "$root" ]; then
+    {
+        echo "setup: glibc builds for the test matrix missing in $root (${todo[*]})"
+        echo "setup: not allowed to write there; run this, then scripts/setup.sh --tests again:"
+        echo "sudo bash $(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+        echo "setup: (or set MULTIHEAP_GLIBC_ROOT to a writable directory)"
+    } >&2
+    exit 1
+fi
+for tool in apt-get dpkg-deb; do
+    command -v "$tool" >/dev/null || { echo "setup: $tool is needed for the glibc builds" >&2; exit 1; }
+done
+
+mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' \
+    /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+if [ -z "$mirror" ]; then
+    mirror=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
+        /etc/apt/sources.list 2>/dev/null || true)
+fi
+[ -n "$mirror" ] || { echo "setup: no Debian mirror found in /etc/apt/sources.list*" >&2; exit 1; }
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+
+state="$root/.apt"
+mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/debs"
+list="$state/sources.list"
+: >"$list"
+for s in "${todo[@]}"; do
+    echo "deb [signed-by=$keyring] $mirror $s main" >>"$list"
+done
+A=(-o "Dir::Etc::sourcelist=$list" -o "Dir::Etc::sourceparts=-"
+   -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache"
+   -o "Dir::State::status=/dev/null" -o "APT::Architecture=amd64"
+   -o "APT::Architectures=amd64" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+echo "setup: apt-get update (private list: ${todo[*]})"
+apt-get "${A[@]}" update -qq
+
+for s in "${todo[@]}"; do
+    # the version this suite has now: the candidate of libc6 from its Packages file
+    ver=$(apt-cache "${A[@]}" madison libc6 | awk -v s="$s" '$0 ~ ("/" s "[ /]") || $0 ~ (" " s "/") { print $3; exit }')
+    if [ -z "$ver" ]; then
+        ver=$(apt-cache "${A[@]}" -o "APT::Default-Release=$s" policy libc6 \
+            | awk '/Candidate:/ { print $2; exit }')
+    fi
+    [ -n "$ver" ] || { echo "setup: no libc6 found in $s" >&2; exit 1; }
+    echo "setup: $s has glibc $ver; downloading ${pkgs[*]}"
+    dl="$state/debs/$s"
+    rm -rf "$dl"
+    mkdir -p "$dl"
+    (cd "$dl" && apt-get "${A[@]}" download -qq $(printf "%s=$ver " "${pkgs[@]}"))
+    tmp="$root/.$s.tmp$$"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    for deb in "$dl"/*.deb; do
+        dpkg-deb -x "$deb" "$tmp"
+    done
+    # 2.31 keeps its loader in /lib/x86_64-linux-gnu; the linker looks in /lib64
+    if [ ! -e "$tmp/lib64/ld-linux-x86-64.so.2" ]; then
+        for cand in lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu; do
+            if [ -e "$tmp/$cand/ld-linux-x86-64.so.2" ]; then
+                mkdir -p "$tmp/lib64"
+                ln -sfn "../$cand/ld-linux-x86-64.so.2" "$tmp/lib64/ld-linux-x86-64.so.2"
+                break
+            fi
+        done
+    fi
+    echo "$ver" >"$tmp/VERSION"
+    rm -rf "$root/$s"
+    mv "$tmp" "$root/$s"
+    rm -rf "$dl"
+    echo "setup: glibc $ver unpacked in $root/$s"
+done
