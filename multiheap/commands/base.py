@@ -114,7 +114,7 @@ def run_command(session: Session, name: str, argv: list[str] | str, *,
     except HelpRequested as h:
         return Result(output=str(h))
     except MultiheapError as e:
-        return Result(error=str(e), status=2)
+        return Result(error=_one_line(e), status=2)
     if args.json:
         fmt = "json"
     tagger = session.meta.tagger(session.target.pointer_size) if session.meta.tags else None
@@ -128,7 +128,7 @@ def run_command(session: Session, name: str, argv: list[str] | str, *,
     try:
         cmd.run(session, args, out)
     except MultiheapError as e:
-        return Result(error=f"{name}: {e}", status=2, json=fmt == "json")
+        return Result(error=f"{name}: {_one_line(e)}", status=2, json=fmt == "json")
     except Exception as e:  # never a traceback in the host
         if os.environ.get("MULTIHEAP_DEBUG"):
             traceback.print_exc()
@@ -137,6 +137,11 @@ def run_command(session: Session, name: str, argv: list[str] | str, *,
                             "(MULTIHEAP_DEBUG=1 shows the traceback)",
                       status=1, json=fmt == "json")
     return Result(output=out.render(), json=fmt == "json")
+
+
+def _one_line(e: Exception) -> str:
+    """An error as one tidy line (host messages may carry newlines or trailing blanks)."""
+    return " ".join(str(e).split())
 
 
 def split_command_line(line: str) -> tuple[str, list[str]]:

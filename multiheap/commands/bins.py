@@ -139,7 +139,7 @@ class PtBin:
         heap = session.heap()
         size = address(session, args.size) if args.size else None
         if args.index is not None and not 1 <= args.index <= 127:
-            raise UsageError("ptbin: bin index must be 1..127")
+            raise UsageError("bin index must be 1..127")
         out.begin_list("arenas")
         for a in pick_arena(session, heap, args.arena):
             out.begin()

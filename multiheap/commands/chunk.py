@@ -86,7 +86,7 @@ class PtChunk:
     def run(session, args, out):
         heap = session.heap()
         if args.count < 1:
-            raise UsageError("ptchunk: -c must be at least 1")
+            raise UsageError("-c must be at least 1")
         out.begin_list("chunks")
         for text in args.addrs:
             addr = address(session, text)

@@ -23,11 +23,11 @@ class PtMeta:
         meta = session.meta
         if args.action == "add":
             if not args.addr or not args.tag:
-                raise UsageError("ptmeta add ADDR TAG")
+                raise UsageError("usage: ptmeta add ADDR TAG")
             meta.add(address(session, args.addr), " ".join(args.tag))
         elif args.action == "del":
             if not args.addr:
-                raise UsageError("ptmeta del ADDR")
+                raise UsageError("usage: ptmeta del ADDR")
             addr = address(session, args.addr)
             if not meta.remove(addr):
                 raise UsageError(f"no tag at {addr:#x}")
