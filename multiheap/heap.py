@@ -360,12 +360,14 @@ class Heap:
                     pass
 
     def _walk_list(self, fl: FreeList, first: int, end: int, protect: bool = False,
-                   ptr_bias: int = 0, index_of=None) -> None:
+                   ptr_bias: int = 0, index_of=None, exact: int = 0) -> None:
         """Follow the links of one free list from chunk ``first`` until ``end``.
 
         The link is the word at chunk + 2*SIZE_SZ; ``protect`` undoes safe-linking;
         ``ptr_bias`` is subtracted from stored pointers (tcache links user pointers).
-        ``index_of(size)`` must give ``fl.index`` for every chunk (a bin check).
+        ``index_of(size)`` must give ``fl.index`` for every chunk (a bin check); lists
+        of one size (fastbins, tcache bins) pass that size as ``exact`` instead, which
+        is cheaper per chunk.
         """
         self.preload()
         sz = self.sz
@@ -374,11 +376,12 @@ class Heap:
         unpack = self._two.unpack_from
         mem = self.mem
         seen: set[int] = set()
-        chunks, sizes = fl.chunks, fl.sizes
+        add, chunk, size_of = seen.add, fl.chunks.append, fl.sizes.append
         want = fl.index
         blk = mem.block(first)
         lo, hi, buf = blk if blk is not None else (0, 0, b"")
         p = first
+        n = len(fl.chunks)
         while p != end:
             if p in seen:
                 fl.stop = Stop(p, "cycle: this chunk is already in the list")
@@ -396,17 +399,22 @@ class Heap:
                         return
                     blk = mem.block(p)
                 lo, hi, buf = blk
-            sf, _ = unpack(buf, p - lo + sz)
-            nxt = unpack(buf, p - lo + link)[0]
+            sf, nxt = unpack(buf, p - lo + sz)  # the size word, then fd (the link)
             size = sf & ~SIZE_BITS
-            if index_of is not None and index_of(size) != want:
+            if exact:
+                if size != exact:
+                    fl.stop = Stop(p, f"chunk size {size:#x} does not belong in {fl.kind} "
+                                      f"bin {want} (size {exact:#x})")
+                    return
+            elif index_of is not None and index_of(size) != want:
                 fl.stop = Stop(p, f"chunk size {size:#x} does not belong in {fl.kind} "
                                   f"bin {want}")
                 return
-            seen.add(p)
-            chunks.append(p)
-            sizes.append(size)
-            if len(chunks) >= MAX_LIST:
+            add(p)
+            chunk(p)
+            size_of(size)
+            n += 1
+            if n >= MAX_LIST:
                 fl.stop = Stop(p, f"more than {MAX_LIST} chunks: runaway list")
                 return
             if protect:
@@ -453,7 +461,7 @@ class Heap:
             fl = FreeList("fast", i)
             if head:
                 self._walk_list(fl, head, 0, self.p.safe_linking,
-                                index_of=self.p.fastbin_index)
+                                exact=self.p.fastbin_size(i))
             out.append(fl)
         self._fast[arena.addr] = out
         return out
@@ -515,7 +523,7 @@ class Heap:
             if head:
                 self._walk_list(fl, head - 2 * self.sz, -1, p.safe_linking,
                                 ptr_bias=2 * self.sz,
-                                index_of=p.tcache_index if i < small else None)
+                                exact=(p.tcache_size(i) or 0) if i < small else 0)
             tc.bins.append(fl)
 
     # classification ------------------------------------------------------------
@@ -571,25 +579,56 @@ class Heap:
                         out[st][0] += 1
                         out[st][1] += size
             return out
+        # An arena's own bins hold only its chunks; a thread's tcache may hold any
+        # arena's, so those are counted by address.
+        for st, fls in (("free", self.bins(arena)), ("fast", self.fastbins(arena))):
+            for fl in fls:
+                out[st][0] += len(fl.sizes)
+                out[st][1] += sum(fl.sizes)
         spans = [(s.start, s.end) for s in arena.heaps]
-        lists = [("free", fl) for fl in self.bins(arena)]
-        lists += [("fast", fl) for fl in self.fastbins(arena)]
-        lists += [("tcache", fl) for tc in self.tcaches() for fl in tc.bins]
-        for st, fl in lists:
-            acc = out[st]
-            for a, size in zip(fl.chunks, fl.sizes):
-                for lo, hi in spans:
-                    if lo <= a < hi:
+        acc = out["tcache"]
+        for tc in self.tcaches():
+            for fl in tc.bins:
+                for a, size in zip(fl.chunks, fl.sizes):
+                    if any(lo <= a < hi for lo, hi in spans):
                         acc[0] += 1
                         acc[1] += size
-                        break
         out["inuse"] = [total_n - sum(v[0] for v in out.values()),
                         total_b - sum(v[1] for v in out.values())]
         return out
 
     def _bare_walk(self, arena: Arena, seg: HeapSegment,
                    stops: list[Stop]) -> tuple[int, int, int]:
-        """(chunks, bytes, chunks marked free by their successor) up to top."""
+        """(chunks, bytes, chunks marked free by their successor) up to top.
+
+        The hot loop of ptstats: one read of the segment, then only the size words.
+        Anything unusual (no top here, a bad size) falls back to :meth:`walk`, which
+        says where and why it stopped.
+        """
+        top = arena.top
+        if seg.start <= top < seg.end:
+            try:
+                buf, base = self.mem.load(seg.start, seg.end)
+            except TargetMemoryError:
+                buf, base = b"", seg.start
+            o0, o_top = seg.start - base, top - base
+            if 0 <= o0 and o_top + 2 * self.sz <= len(buf):
+                unpack = self._word.unpack_from
+                sz, minsize = self.sz, self.p.minsize
+                bad = self.p.align_mask & ~SIZE_BITS  # misaligned size bits
+                o, n, free = o0, 0, 0
+                while o < o_top:
+                    sf = unpack(buf, o + sz)[0]
+                    if sf & bad or sf < minsize:
+                        break
+                    if not sf & PREV_INUSE:
+                        free += 1
+                    n += 1
+                    o += sf & ~SIZE_BITS
+                if o == o_top:
+                    if not unpack(buf, o + sz)[0] & PREV_INUSE:
+                        free += 1
+                    return n, o_top - o0, free
         n = total = unlisted = 0
         for _a, size, _flags, st in self.walk(arena, seg, stops, classify=False):
             if st == "top":
