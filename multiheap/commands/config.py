@@ -70,8 +70,9 @@ class PtConfig:
         out.begin("tcache")
         if found:
             tc = found[0]
-            out.item("tcache @ {addr:#x}  ({how}; {n} of {m} threads)", addr=tc.addr,
-                     how=tc.how, n=len(found), m=len(tcs))
+            out.item("tcache @ {addr:#x}  ({how}; {threads_found} of {threads} threads)",
+                     addr=tc.addr,
+                     how=tc.how, threads_found=len(found), threads=len(tcs))
         else:
             how = tcs[0].how if tcs else ("glibc has no tcache" if not p.has_tcache
                                           else "no threads")
