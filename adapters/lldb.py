@@ -1,0 +1,496 @@
+"""The Target protocol over lldb's SB API (inside lldb, or an SBDebugger of our own).
+
+lldb 16 on Linux shows neither ``fs_base`` nor TLS variables, so each thread's thread
+pointer is found the way libthread_db does it: glibc's lists of ``struct pthread``
+(``_rtld_global._dl_stack_user``/``_dl_stack_used``), matched by ``tid``; a TLS
+variable of a module is then ``tp - link_map.l_tls_offset + st_value`` (static TLS,
+variant II: x86_64 and i386).  Only reads: nothing here writes to the target.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+import subprocess
+import sys
+from typing import Optional
+
+
+def import_lldb():
+    """Import lldb's Python module, finding it outside lldb too (lldb-16 preferred)."""
+    try:
+        import lldb  # type: ignore[import-not-found]
+
+        return lldb
+    except ImportError:
+        pass
+    ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    cands = [os.environ.get("MULTIHEAP_LLDB_PYTHONPATH", "")]
+    cands += sorted(glob.glob(f"/usr/lib/llvm-*/lib/{ver}/site-packages"),
+                    key=lambda p: -int(p.split("llvm-")[1].split("/")[0]))
+    for tool in ("lldb-16", "lldb"):
+        try:
+            out = subprocess.run([tool, "-P"], capture_output=True, text=True, timeout=10)
+            cands.append(out.stdout.strip())
+        except (OSError, subprocess.SubprocessError):
+            pass
+    for path in cands:
+        if path and os.path.isfile(os.path.join(path, "lldb", "__init__.py")):
+            sys.path.insert(0, path)
+            try:
+                import lldb  # type: ignore[import-not-found]
+
+                return lldb
+            except ImportError:
+                sys.path.remove(path)
+    raise ImportError("lldb's Python module not found: install lldb-16 and python3-lldb-16 "
+                      "(bash scripts/install/lldb.sh)")
+
+
+lldb = import_lldb()
+
+from multiheap.errors import NoTargetError, TargetMemoryError  # noqa: E402
+from multiheap.target import Module, Region, Thread, TypeLayout  # noqa: E402
+
+_TLS_SECTIONS = (".tbss", ".tdata", "PT_TLS")
+_LIST_STEPS = 100_000
+_FAST_MIN = 1 << 20  # reads from this size up go through /proc/PID/mem when possible
+
+
+class LldbTarget:
+    """The selected target and process of an SBDebugger."""
+
+    name = "lldb"
+
+    def __init__(self, debugger) -> None:
+        self.debugger = debugger
+        self._gen_key: Optional[tuple] = None
+        self._gen = 0
+        self._cache: dict[str, object] = {}
+        self._mem_file = None
+        self._mem_pid: Optional[int] = None
+
+    # the machine ------------------------------------------------------------------
+    def _target(self):
+        t = self.debugger.GetSelectedTarget()
+        if not t or not t.IsValid():
+            raise NoTargetError("no target (file PROG, then run, attach or load a core)")
+        return t
+
+    def _process(self):
+        p = self._target().GetProcess()
+        if not p or not p.IsValid() or p.GetState() in (lldb.eStateInvalid,
+                                                        lldb.eStateUnloaded,
+                                                        lldb.eStateDetached):
+            raise NoTargetError("no process or core file (run the program, attach, or "
+                                "load a core first)")
+        if p.GetState() in (lldb.eStateRunning, lldb.eStateStepping, lldb.eStateLaunching,
+                            lldb.eStateAttaching):
+            raise NoTargetError("the process is running: stop it first")
+        if p.GetState() == lldb.eStateExited:
+            raise NoTargetError("the process has exited")
+        return p
+
+    @property
+    def pointer_size(self) -> int:
+        return self._target().GetAddressByteSize()
+
+    @property
+    def endianness(self) -> str:
+        return "big" if self._target().GetByteOrder() == lldb.eByteOrderBig else "little"
+
+    @property
+    def arch(self) -> str:
+        cpu = (self._target().GetTriple() or "").split("-")[0]
+        return "i386" if cpu in ("i386", "i486", "i586", "i686") else cpu
+
+    @property
+    def state(self) -> str:
+        t = self.debugger.GetSelectedTarget()
+        p = t.GetProcess() if t and t.IsValid() else None
+        if p is None or not p.IsValid():
+            return "none"
+        st = p.GetState()
+        if st == lldb.eStateExited:
+            return "exited"
+        if st in (lldb.eStateInvalid, lldb.eStateUnloaded, lldb.eStateDetached):
+            return "none"
+        return "core" if p.GetPluginName() == "elf-core" else "live"
+
+    @property
+    def pid(self) -> Optional[int]:
+        t = self.debugger.GetSelectedTarget()
+        p = t.GetProcess() if t and t.IsValid() else None
+        return (p.GetProcessID() or None) if p is not None and p.IsValid() else None
+
+    def generation(self) -> int:
+        """Bumps when the target, process, stop or module list changed."""
+        t = self.debugger.GetSelectedTarget()
+        key: tuple = (None,)
+        if t and t.IsValid():
+            p = t.GetProcess()
+            key = (self.debugger.GetIndexOfTarget(t), t.GetNumModules(),
+                   p.GetUniqueID() if p.IsValid() else None,
+                   p.GetStopID(True) if p.IsValid() else None,
+                   p.GetState() if p.IsValid() else None)
+        if key != self._gen_key:
+            self._gen_key = key
+            self._gen += 1
+            self._cache = {}
+        return self._gen
+
+    def _cached(self, key: str, make):
+        self.generation()
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    # memory --------------------------------------------------------------------------
+    def read(self, addr: int, size: int) -> bytes:
+        p = self._process()
+        if size <= 0:
+            return b""
+        if addr < 0 or addr + size > 1 << (8 * self.pointer_size):
+            raise TargetMemoryError(addr, size, "address out of range")
+        if size >= _FAST_MIN:
+            data = self._read_proc_mem(p, addr, size)
+            if data is not None:
+                return data
+        err = lldb.SBError()
+        data = p.ReadMemory(addr, size, err)
+        if err.Fail() or data is None or len(data) != size:
+            reason = (err.GetCString() or "").splitlines()[0] if err.Fail() else "short read"
+            raise TargetMemoryError(addr, size, reason)
+        return bytes(data)
+
+    def _read_proc_mem(self, p, addr: int, size: int) -> Optional[bytes]:
+        """Large reads of a local live process straight from /proc/PID/mem.
+
+        Only for ranges that lie in non-executable mappings: lldb's breakpoints patch
+        code, and its own reads hide them, so code always goes through lldb.
+        """
+        if self.state != "live" or self._target().GetPlatform().GetName() != "host":
+            return None
+        end = addr + size
+        pos = addr
+        for r in self.regions():
+            if r.start <= pos < r.end:
+                if "x" in r.perms or "r" not in r.perms:
+                    return None
+                pos = r.end
+                if pos >= end:
+                    break
+        if pos < end:
+            return None
+        pid = p.GetProcessID()
+        try:
+            if self._mem_pid != pid or self._mem_file is None:
+                if self._mem_file is not None:
+                    self._mem_file.close()
+                self._mem_file = open(f"/proc/{pid}/mem", "rb", buffering=0)
+                self._mem_pid = pid
+            data = os.pread(self._mem_file.fileno(), size, addr)
+        except OSError:
+            return None
+        return data if len(data) == size else None
+
+    def regions(self) -> list[Region]:
+        return self._cached("regions", self._regions)  # type: ignore[return-value]
+
+    def _regions(self) -> list[Region]:
+        p = self._process()
+        core = self.state == "core"
+        named = self._module_ranges() if core else []
+        out = []
+        infos = p.GetMemoryRegions()
+        for i in range(infos.GetSize()):
+            r = lldb.SBMemoryRegionInfo()
+            if not infos.GetMemoryRegionAtIndex(i, r) or not r.IsMapped():
+                continue
+            start, end = r.GetRegionBase(), r.GetRegionEnd()
+            perms = ("r" if r.IsReadable() else "-") + ("w" if r.IsWritable() else "-") + \
+                ("x" if r.IsExecutable() else "-") + "p"
+            name = r.GetName() or ""
+            if not name and core:
+                # a core names no mapping: take the module whose file covers it
+                name = next((n for lo, hi, n in named if lo < end and start < hi), "")
+            out.append(Region(start, end, perms, name))
+        return sorted(out, key=lambda r: r.start)
+
+    def _module_ranges(self) -> list[tuple[int, int, str]]:
+        t = self._target()
+        out = []
+        for m in t.module_iter():
+            path = m.GetFileSpec().fullpath or ""
+            for sec in m.section_iter():
+                if not sec.GetName().startswith("PT_LOAD"):
+                    continue
+                lo = sec.GetLoadAddress(t)
+                if lo != lldb.LLDB_INVALID_ADDRESS and sec.GetByteSize():
+                    out.append((lo, lo + sec.GetByteSize(), path))
+        return out
+
+    def modules(self) -> list[Module]:
+        t = self._target()
+        out = []
+        for m in t.module_iter():
+            path = m.GetFileSpec().fullpath
+            if not path:
+                continue
+            base = m.GetObjectFileHeaderAddress().GetLoadAddress(t)
+            uuid = (m.GetUUIDString() or "").replace("-", "").lower() or None
+            out.append(Module(path, 0 if base == lldb.LLDB_INVALID_ADDRESS else base, uuid))
+        return out
+
+    # symbols and types ---------------------------------------------------------------
+    def _module_matches(self, m, module: Optional[str]) -> bool:
+        if module is None:
+            return True
+        return os.path.basename(m.GetFileSpec().fullpath or "") == os.path.basename(module)
+
+    def symbol(self, name: str, module: Optional[str] = None) -> Optional[int]:
+        t = self._target()
+        bad = lldb.LLDB_INVALID_ADDRESS
+        for v in t.FindGlobalVariables(name, 8):
+            addr = v.GetLoadAddress()
+            if addr not in (bad, None) and v.GetName() == name and \
+                    self._module_matches(v.GetAddress().GetModule(), module):
+                return addr
+        for sc in t.FindSymbols(name):
+            sym = sc.GetSymbol()
+            if not sym.IsValid() or self._is_tls(sym) or \
+                    not self._module_matches(sc.GetModule(), module):
+                continue
+            addr = sym.GetStartAddress().GetLoadAddress(t)
+            if addr != bad:
+                return addr
+        return None
+
+    def type_layout(self, name: str) -> Optional[TypeLayout]:
+        t = self._target()
+        types = t.FindTypes(name)
+        for i in range(types.GetSize()):
+            ty = types.GetTypeAtIndex(i).GetCanonicalType()
+            if ty.GetTypeClass() not in (lldb.eTypeClassStruct, lldb.eTypeClassUnion) or \
+                    not ty.GetNumberOfFields():
+                continue
+            fields = {f.GetName(): (f.GetOffsetInBytes(), f.GetType().GetByteSize())
+                      for f in ty.get_fields_array() if f.GetName()}
+            return TypeLayout(name, ty.GetByteSize(), fields)
+        return None
+
+    def _field_offsets(self, struct: str, *names: str) -> Optional[tuple[int, ...]]:
+        """Offsets of fields of ``struct`` (first definition that has them all)."""
+        t = self._target()
+        types = t.FindTypes(struct)
+        for i in range(types.GetSize()):
+            ty = types.GetTypeAtIndex(i).GetCanonicalType()
+            offs = {f.GetName(): f.GetOffsetInBytes() for f in ty.get_fields_array()}
+            if all(n in offs for n in names):
+                return tuple(offs[n] for n in names)
+        return None
+
+    # threads -----------------------------------------------------------------------
+    def threads(self) -> list[Thread]:
+        p = self._process()
+        return sorted((Thread(th.GetIndexID(), th.GetThreadID(), th.GetName() or "")
+                       for th in p), key=lambda t: t.num)
+
+    def _ptr(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, self.pointer_size), self.endianness)
+
+    def _pthreads(self) -> dict[int, int]:
+        """tid -> address of its ``struct pthread`` (= thread pointer on x86)."""
+        return self._cached("pthreads", self._walk_pthreads)  # type: ignore[return-value]
+
+    def _walk_pthreads(self) -> dict[int, int]:
+        offs = self._field_offsets("pthread", "list", "tid")
+        if offs is None:
+            return {}
+        list_off, tid_off = offs
+        heads = []
+        t = self._target()
+        for v in t.FindGlobalVariables("_rtld_global", 1):  # glibc 2.34+
+            for field in ("_dl_stack_user", "_dl_stack_used"):
+                c = v.GetChildMemberWithName(field)
+                if c.IsValid() and c.GetLoadAddress() != lldb.LLDB_INVALID_ADDRESS:
+                    heads.append(c.GetLoadAddress())
+        if not heads:
+            heads = [a for a in (self.symbol("__stack_user"), self.symbol("stack_used"))
+                     if a is not None]
+        out: dict[int, int] = {}
+        for head in heads:
+            seen = set()
+            try:
+                node = self._ptr(head)
+                while node and node != head and node not in seen and len(seen) < _LIST_STEPS:
+                    seen.add(node)
+                    pd = node - list_off
+                    tid = int.from_bytes(self.read(pd + tid_off, 4), self.endianness,
+                                         signed=True)
+                    out.setdefault(tid, pd)
+                    node = self._ptr(node)
+            except TargetMemoryError:
+                continue
+        return out
+
+    def _lldb_thread(self, thread: Thread):
+        p = self._process()
+        th = p.GetThreadByIndexID(thread.num)
+        return th if th.IsValid() else None
+
+    def thread_pointer(self, thread: Thread) -> Optional[int]:
+        th = self._lldb_thread(thread)
+        if th is None:
+            return None
+        reg = "fs_base" if self.arch == "x86_64" else "gs_base"
+        v = th.GetFrameAtIndex(0).FindRegister(reg)
+        if v.IsValid() and v.GetValue() is not None:
+            return v.GetValueAsUnsigned()
+        tp = self._pthreads().get(th.GetThreadID())
+        if tp is None:
+            return None
+        try:  # tcbhead_t starts {tcb, dtv, self}; tcb and self point at itself
+            if self._ptr(tp) != tp and self._ptr(tp + 2 * self.pointer_size) != tp:
+                return None
+        except TargetMemoryError:
+            return None
+        return tp
+
+    def _is_tls(self, sym) -> bool:
+        sec = sym.GetStartAddress().GetSection()
+        while sec.IsValid():
+            if sec.GetName().startswith(_TLS_SECTIONS):
+                return True
+            sec = sec.GetParent()
+        return False
+
+    def _tls_offset(self, name: str) -> Optional[tuple[int, str]]:
+        """(offset in its module's TLS block, module path) of a TLS symbol."""
+        for sc in self._target().FindSymbols(name):
+            sym = sc.GetSymbol()
+            if sym.IsValid() and self._is_tls(sym):
+                return (sym.GetStartAddress().GetFileAddress(),
+                        sc.GetModule().GetFileSpec().fullpath or "")
+        return None
+
+    def _l_tls_offset(self, path: str) -> Optional[int]:
+        """The ``l_tls_offset`` of the link_map whose l_name is ``path``."""
+        offs = self._field_offsets("link_map", "l_name", "l_next", "l_tls_offset")
+        rmap = self._field_offsets("r_debug", "r_map")
+        r_debug = self.symbol("_r_debug")
+        if offs is None or r_debug is None:
+            return None
+        name_off, next_off, tls_off = offs
+        lm = self._ptr(r_debug + (rmap[0] if rmap else self.pointer_size))
+        want = os.path.basename(os.path.realpath(path))
+        seen = set()
+        while lm and lm not in seen and len(seen) < 4096:
+            seen.add(lm)
+            lname = self._cstring(self._ptr(lm + name_off))
+            if lname and os.path.basename(os.path.realpath(lname)) == want:
+                return int.from_bytes(self.read(lm + tls_off, self.pointer_size),
+                                      self.endianness, signed=True)
+            lm = self._ptr(lm + next_off)
+        return None
+
+    def _cstring(self, addr: int, limit: int = 4096) -> str:
+        if not addr:
+            return ""
+        err = lldb.SBError()
+        s = self._process().ReadCStringFromMemory(addr, limit, err)
+        return s or "" if err.Success() else ""
+
+    def tls_symbol(self, name: str, thread: Thread) -> Optional[int]:
+        try:
+            found = self._cached("tls:" + name, lambda: self._tls_offset(name))
+            if found is None:
+                return None
+            off, path = found  # type: ignore[misc]
+            block = self._cached("ltls:" + path, lambda: self._l_tls_offset(path))
+            tp = self.thread_pointer(thread)
+            if block is None or tp is None or block <= 0:
+                return None
+            return tp - block + off  # type: ignore[operator]
+        except TargetMemoryError:
+            return None
+
+    # lifetime (targets this adapter opened itself) ---------------------------------
+    def close(self) -> None:
+        """Leave the target as found: detach from an attached process, kill a launched one."""
+        if self._mem_file is not None:
+            self._mem_file.close()
+            self._mem_file = None
+        owned = getattr(self, "_owned", None)
+        if owned is None:
+            return
+        t = self.debugger.GetSelectedTarget()
+        if t and t.IsValid():
+            p = t.GetProcess()
+            if p.IsValid() and p.GetState() not in (lldb.eStateExited, lldb.eStateDetached):
+                if owned == "attach":
+                    p.Detach()
+                elif owned == "launch":
+                    p.Kill()
+        lldb.SBDebugger.Destroy(self.debugger)
+        self._owned = None
+
+
+def _debugserver() -> None:
+    if "LLDB_DEBUGSERVER_PATH" not in os.environ:
+        for cand in sorted(glob.glob("/usr/lib/llvm-*/bin/lldb-server"), reverse=True):
+            os.environ["LLDB_DEBUGSERVER_PATH"] = cand
+            break
+
+
+def open_target(core: Optional[str] = None, exe: Optional[str] = None,
+                pid: Optional[int] = None, run: Optional[str] = None,
+                brk: Optional[str] = None, **_options) -> LldbTarget:
+    """An SBDebugger of our own on a core file, an attached PID or a launched program."""
+    from multiheap.errors import MultiheapError
+
+    _debugserver()
+    dbg = lldb.SBDebugger.Create(False)
+    dbg.SetAsync(False)
+    tgt = LldbTarget(dbg)
+
+    def fail(msg: str):
+        lldb.SBDebugger.Destroy(dbg)
+        raise MultiheapError(msg)
+
+    err = lldb.SBError()
+    argv: list[str] = []
+    if run:
+        argv = shlex.split(run)
+        exe = exe or (argv[0] if argv else None)
+    t = dbg.CreateTarget(exe or "", None, None, True, err)
+    if not t.IsValid():
+        fail(f"lldb cannot load {exe!r}: {err.GetCString() or 'invalid target'}")
+    if core:
+        if not os.path.isfile(core):
+            fail(f"no such core file: {core}")
+        p = t.LoadCore(core, err)
+        if not p.IsValid() or err.Fail():
+            fail(f"lldb cannot load core {core}: {err.GetCString() or 'not a core file'}")
+        tgt._owned = "core"  # type: ignore[attr-defined]
+    elif pid is not None:
+        p = t.AttachToProcessWithID(lldb.SBListener(), int(pid), err)
+        if err.Fail() or not p.IsValid():
+            fail(f"lldb cannot attach to {pid}: {err.GetCString()}")
+        tgt._owned = "attach"  # type: ignore[attr-defined]
+    elif run:
+        if brk:
+            t.BreakpointCreateByName(brk)
+        info = lldb.SBLaunchInfo(argv[1:])
+        p = t.Launch(info, err)
+        if err.Fail() or not p.IsValid():
+            fail(f"lldb cannot run {run!r}: {err.GetCString()}")
+        tgt._owned = "launch"  # type: ignore[attr-defined]
+        if p.GetState() == lldb.eStateExited:
+            status = p.GetExitStatus()
+            tgt.close()
+            raise MultiheapError(f"{argv[0]} exited (status {status}) before stopping")
+    else:
+        fail("lldb needs a core file, a PID or a program to run")
+    return tgt
