@@ -101,8 +101,12 @@ class PtChunk:
                     out.note(f"stopped at {addr:#x}: unreadable", addr=addr)
                     break
                 if i == 0 and not heap.aligned(addr):
-                    out.note(f"{addr:#x} is not chunk-aligned: probably not a chunk "
-                             "(a user pointer? try -m)", addr=addr)
+                    hint = "" if args.mem else " (a user pointer? try -m)"
+                    out.note(f"{addr:#x} is not chunk-aligned: probably not a chunk{hint}",
+                             addr=addr)
+                if i == 0 and not c.flags & IS_MMAPPED and heap.segment_of(addr) is None:
+                    out.note(f"{addr:#x} is in no arena's heap: its state is a guess",
+                             addr=addr)
                 state = emit_chunk(heap, c, out, args.hexdump, args.verbose)
                 if i + 1 < args.count:
                     if state == "top" or c.size < heap.p.minsize:

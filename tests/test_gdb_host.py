@@ -1,0 +1,68 @@
+"""gdb as a host: native commands with help, gdb expressions as addresses, tags kept
+for the session, and `multiheap init gdb`."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from harness import VENV, build, run_gdb
+
+CMDS = ["help ptchunk", "help user-defined", "ptchunk -m recs[0].mem --json",
+        "ptchunk -m (char*)recs[1].mem+0 -c 2 --json", "ptmeta add recs[0].mem victim",
+        "ptchunk -m recs[0].mem", "ptlist -c 8", "ptchunk -m recs[0].mem -x -v",
+        "ptchunk -m $rdi"]
+
+
+@pytest.fixture(scope="module")
+def host():
+    return run_gdb(build("scenario"), "basic", CMDS)
+
+
+def test_help_is_the_parser_help(host):
+    text = host.out("help ptchunk")
+    assert "usage: ptchunk" in text and "-c COUNT, --count COUNT" in text and "--json" in text
+
+
+def test_gdb_expressions_as_addresses(host):
+    t, ps = host.truth, host.truth.pointer_size
+    first, second = t.records[0], t.records[1]
+    c = host.json("ptchunk -m recs[0].mem --json")["chunks"][0]
+    assert c["mem"] == first["mem"] and c["addr"] == first["mem"] - 2 * ps
+    assert c["state"] == "inuse" and c["size"] >= first["req"] + ps
+    two = host.json("ptchunk -m (char*)recs[1].mem+0 -c 2 --json")["chunks"]
+    assert two[0]["mem"] == second["mem"]
+    assert two[1]["addr"] == two[0]["addr"] + two[0]["size"]
+
+
+def test_tags_show_in_other_commands(host):
+    assert "victim" in host.out("ptchunk -m recs[0].mem")
+    assert "victim" in host.out("ptlist -c 8")
+
+
+def test_hexdump_shows_the_programs_bytes(host):
+    # live() fills each allocation with 'A'.
+    assert "41 41 41 41" in host.out("ptchunk -m recs[0].mem -x -v").lower()
+
+
+def test_address_outside_every_heap_says_so(host):
+    text = host.out("ptchunk -m $rdi")  # $rdi is checkpoint()'s string argument
+    assert "is in no arena's heap" in text and "try -m" not in text
+
+
+def test_init_gdb_prints_a_source_line(tmp_path):
+    out = subprocess.run([str(VENV / "bin" / "multiheap"), "init", "gdb"], capture_output=True,
+                         text=True, check=True).stdout
+    lines = [ln for ln in out.splitlines() if ln.startswith("source ")]
+    assert len(lines) == 1 and lines[0].endswith("plugins/gdb.py")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    for _ in range(2):  # idempotent
+        subprocess.run([str(VENV / "bin" / "multiheap"), "init", "gdb", "--install"],
+                       capture_output=True, text=True, check=True, env=env)
+    assert (home / ".gdbinit").read_text().count(lines[0]) == 1
+    # A gdb that reads that ~/.gdbinit knows the commands.
+    res = subprocess.run(["gdb", "-batch", "-ex", "pthelp"], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert "ptchunk" in res.stdout, res.stderr
