@@ -11,8 +11,15 @@ def _gdb(**_options):
     return GdbTarget()
 
 
+def _gdb_mi(**options):
+    from multiheap.adapters.gdbmi import open_target
+
+    return open_target(**options)
+
+
 @hookimpl
 def multiheap_adapters() -> list[AdapterInfo]:
     return [
         AdapterInfo("gdb", "gdb's Python API (inside gdb)", _gdb, host="gdb"),
+        AdapterInfo("gdb-mi", "a gdb subprocess driven through gdb/MI", _gdb_mi),
     ]
