@@ -1,0 +1,225 @@
+"""Just enough ELF to vet a core file before a debugger opens it.
+
+A core that is missing, truncated or made from another program must be one clear
+line, not a debugger's warning followed by garbage: this reads the core's program
+headers and notes (NT_FILE, NT_AUXV) to find its executable and compare build-ids.
+No debugger module is imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Optional
+
+from multiheap.errors import MultiheapError
+
+ET_CORE, PT_LOAD, PT_NOTE = 4, 1, 4
+NT_AUXV, NT_FILE, NT_GNU_BUILD_ID = 6, 0x46494C45, 3
+AT_PHDR = 3
+
+
+class BadInputError(MultiheapError):
+    """The file given cannot be used (missing, not a core, truncated, mismatched)."""
+
+
+@dataclass
+class Elf:
+    """An ELF file's header and program headers."""
+
+    path: str
+    bits: int
+    endian: str
+    etype: int
+    phdrs: list[tuple[int, int, int, int, int]]  # (type, offset, vaddr, filesz, memsz)
+    size: int
+
+    @property
+    def fmt(self) -> str:
+        return "<" if self.endian == "little" else ">"
+
+
+def read_elf(path: str, data: Optional[bytes] = None) -> Elf:
+    """Parse the ELF header and program headers of ``path`` (or of ``data``)."""
+    if data is None:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(64)
+                size = os.fstat(f.fileno()).st_size
+                if head[:4] != b"\x7fELF":
+                    raise BadInputError(f"{path} is not an ELF file")
+                bits = 64 if head[4] == 2 else 32
+                e = "<" if head[5] == 1 else ">"
+                phoff, phentsize, phnum = _phinfo(head, bits, e)
+                f.seek(phoff)
+                table = f.read(phentsize * phnum)
+        except OSError as err:
+            raise BadInputError(f"cannot read {path}: {err.strerror}") from None
+    else:
+        size = len(data)
+        if data[:4] != b"\x7fELF":
+            raise BadInputError(f"{path} is not an ELF file")
+        head = data[:64]
+        bits = 64 if head[4] == 2 else 32
+        e = "<" if head[5] == 1 else ">"
+        phoff, phentsize, phnum = _phinfo(head, bits, e)
+        table = data[phoff:phoff + phentsize * phnum]
+    if len(table) < phentsize * phnum:
+        raise BadInputError(f"{path} is truncated (program headers missing)")
+    etype = struct.unpack_from(e + "H", head, 16)[0]
+    phdrs = []
+    for i in range(phnum):
+        off = i * phentsize
+        if bits == 64:
+            pt, _fl, po, pv, _pa, fs, ms = struct.unpack_from(e + "IIQQQQQ", table, off)
+        else:
+            pt, po, pv, _pa, fs, ms = struct.unpack_from(e + "IIIIII", table, off)
+        phdrs.append((pt, po, pv, fs, ms))
+    return Elf(path, bits, "little" if e == "<" else "big", etype, phdrs, size)
+
+
+def _phinfo(head: bytes, bits: int, e: str) -> tuple[int, int, int]:
+    if len(head) < (64 if bits == 64 else 52):
+        raise BadInputError("truncated ELF header")
+    if bits == 64:
+        phoff = struct.unpack_from(e + "Q", head, 32)[0]
+        phentsize, phnum = struct.unpack_from(e + "HH", head, 54)
+    else:
+        phoff = struct.unpack_from(e + "I", head, 28)[0]
+        phentsize, phnum = struct.unpack_from(e + "HH", head, 42)
+    return phoff, phentsize, phnum
+
+
+def iter_notes(data: bytes, endian: str):
+    """(type, name, desc) of each note in a PT_NOTE segment's bytes."""
+    e = "<" if endian == "little" else ">"
+    off = 0
+    while off + 12 <= len(data):
+        namesz, descsz, ntype = struct.unpack_from(e + "III", data, off)
+        off += 12
+        name = data[off:off + namesz].rstrip(b"\0")
+        off += (namesz + 3) & ~3
+        desc = data[off:off + descsz]
+        off += (descsz + 3) & ~3
+        yield ntype, name, desc
+
+
+def build_id_of(elf: Elf, data: bytes) -> Optional[str]:
+    """The GNU build-id from the notes of an ELF image held in ``data``."""
+    for pt, off, _va, fs, _ms in elf.phdrs:
+        if pt != PT_NOTE:
+            continue
+        for ntype, name, desc in iter_notes(data[off:off + fs], elf.endian):
+            if ntype == NT_GNU_BUILD_ID and name == b"GNU":
+                return desc.hex()
+    return None
+
+
+def file_build_id(path: str) -> Optional[str]:
+    """Build-id of an ELF file on disk, or None."""
+    try:
+        elf = read_elf(path)
+        with open(path, "rb") as f:
+            need = max((off + fs for pt, off, _v, fs, _m in elf.phdrs if pt == PT_NOTE),
+                       default=0)
+            data = f.read(need)
+    except (BadInputError, OSError):
+        return None
+    return build_id_of(elf, data)
+
+
+@dataclass
+class CoreInfo:
+    """What a core file says about itself."""
+
+    path: str
+    bits: int
+    files: list[tuple[int, int, int, str]] = field(default_factory=list)  # NT_FILE
+    exe: Optional[str] = None
+    exe_build_id: Optional[str] = None  # read from the core's copy of the ELF header
+
+
+class _CoreReader:
+    def __init__(self, path: str, elf: Elf) -> None:
+        self.path, self.elf = path, elf
+
+    def at(self, offset: int, size: int) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def mem(self, addr: int, size: int) -> Optional[bytes]:
+        for pt, off, va, fs, _ms in self.elf.phdrs:
+            if pt == PT_LOAD and va <= addr and addr + size <= va + fs:
+                return self.at(off + addr - va, size)
+        return None
+
+
+def inspect_core(path: str) -> CoreInfo:
+    """Check that ``path`` is a complete core file and find its executable."""
+    if not os.path.exists(path):
+        raise BadInputError(f"core file {path} does not exist")
+    if os.path.isdir(path):
+        raise BadInputError(f"{path} is a directory, not a core file")
+    try:
+        elf = read_elf(path)
+    except BadInputError as e:
+        raise BadInputError(f"{path} is not a core file ({e})") from None
+    if elf.etype != ET_CORE:
+        raise BadInputError(f"{path} is an ELF file but not a core file")
+    need = max((off + fs for _pt, off, _v, fs, _m in elf.phdrs), default=0)
+    if elf.size < need:
+        raise BadInputError(f"core file {path} is truncated ({elf.size:,} of {need:,} bytes)")
+    info = CoreInfo(path, elf.bits)
+    rd = _CoreReader(path, elf)
+    word = "Q" if elf.bits == 64 else "I"
+    e = elf.fmt
+    w = 8 if elf.bits == 64 else 4
+    phdr = None
+    for pt, off, _v, fs, _m in elf.phdrs:
+        if pt != PT_NOTE:
+            continue
+        for ntype, _name, desc in iter_notes(rd.at(off, fs), elf.endian):
+            if ntype == NT_FILE and len(desc) >= 2 * w:
+                count, _page = struct.unpack_from(e + word * 2, desc, 0)
+                names = desc[(2 + 3 * count) * w:].split(b"\0")
+                for i in range(count):
+                    s, en, fo = struct.unpack_from(e + word * 3, desc, (2 + 3 * i) * w)
+                    name = names[i].decode(errors="replace") if i < len(names) else ""
+                    info.files.append((s, en, fo, name))
+            elif ntype == NT_AUXV:
+                for i in range(0, len(desc) - 2 * w + 1, 2 * w):
+                    key, val = struct.unpack_from(e + word * 2, desc, i)
+                    if key == AT_PHDR:
+                        phdr = val
+    if phdr is not None:
+        for s, en, _fo, name in info.files:
+            if s <= phdr < en:
+                info.exe = name
+                break
+    if info.exe is not None:
+        first = min((s for s, _e, fo, n in info.files if n == info.exe and fo == 0),
+                    default=None)
+        page = rd.mem(first, 0x1000) if first is not None else None
+        if page is not None:
+            try:
+                info.exe_build_id = build_id_of(read_elf(info.exe, page), page)
+            except BadInputError:
+                pass
+    return info
+
+
+def check_core_matches(core: CoreInfo, exe: str) -> None:
+    """Raise when ``exe`` is plainly not the program the core was made from."""
+    if not os.path.isfile(exe):
+        raise BadInputError(f"executable {exe} does not exist")
+    mine = file_build_id(exe)
+    if mine and core.exe_build_id:
+        if mine != core.exe_build_id:
+            raise BadInputError(f"core file {core.path} was not made from {exe} (build-id "
+                                f"{core.exe_build_id[:12]}... in the core, {mine[:12]}... "
+                                "in the file)")
+        return
+    if core.exe and os.path.basename(core.exe) != os.path.basename(exe):
+        raise BadInputError(f"core file {core.path} was made from {core.exe}, not {exe}")

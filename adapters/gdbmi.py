@@ -1,0 +1,520 @@
+"""The Target protocol over a gdb subprocess driven through gdb/MI (``--interpreter=mi3``).
+
+Requests carry a token and return as soon as the matching ``^done``/``^error`` record
+arrives (pygdbmi's ``GdbController.write()`` waits out its timeout instead).  Bulk
+memory goes through ``dump binary memory`` into a private file, small reads through
+``-data-read-memory-bytes``.  gdb runs in its own session (the terminal's Ctrl-C
+reaches only us) and is told to die with us (PR_SET_PDEATHSIG); :meth:`close`
+detaches from an attached process, kills a program we started, and reaps gdb.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from typing import Optional
+
+from pygdbmi.gdbmiparser import parse_response
+
+from multiheap.adapters import gdbtext
+from multiheap.adapters.elffile import BadInputError, check_core_matches, inspect_core
+from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError
+from multiheap.target import Module, Region, Thread, TypeLayout
+
+SMALL_READ = 0x4000  # up to this many bytes: hex through MI; above: dump to a file
+TIMEOUT = 120.0
+_HEXREAD = re.compile(r'begin="0x([0-9a-f]+)",offset="0x([0-9a-f]+)",end="0x([0-9a-f]+)",'
+                      r'contents="([0-9a-f]*)"')
+_LWP = re.compile(r"LWP (\d+)|process (\d+)")
+
+
+class GdbMiError(MultiheapError):
+    """gdb answered a request with ``^error``."""
+
+
+class GdbDied(MultiheapError):
+    """The gdb subprocess exited or stopped answering."""
+
+
+def mi_quote(text: str) -> str:
+    """A C string literal, as MI wants for arguments with spaces or quotes."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class MiProcess:
+    """One gdb in MI mode and a token-matched request loop over its pipes."""
+
+    def __init__(self, gdb: str = "gdb", init: tuple[str, ...] = ()) -> None:
+        path = shutil.which(gdb)
+        if path is None:
+            raise BadInputError(f"{gdb} is not installed (run scripts/setup.sh, or "
+                                "apt-get install gdb)")
+        args = [path, "--interpreter=mi3", "-nx", "-q"]
+        for c in ("set debuginfod enabled off", "set pagination off", "set width 0",
+                  "set confirm off", "set style enabled off", *init):
+            args += ["-iex", c]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
+        self._fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        self._buf = bytearray()
+        self._token = 0
+        self._pending: list[int] = []  # tokens whose answer an interrupt left unread
+        self.stopped: Optional[dict] = None  # the last *stopped record
+        self.exited: Optional[dict] = None  # =thread-group-exited, when the program ended
+
+    # raw lines --------------------------------------------------------------------
+    def _line(self, deadline: Optional[float]) -> str:
+        while True:
+            i = self._buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self._buf[:i])
+                del self._buf[:i + 1]
+                return line.decode("utf-8", "replace").rstrip("\r")
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._fd], [], [], wait)
+            if not ready:
+                raise GdbDied("gdb did not answer in time")
+            chunk = os.read(self._fd, 1 << 20)
+            if not chunk:
+                raise GdbDied("gdb exited unexpectedly")
+            self._buf += chunk
+
+    def _note(self, line: str) -> None:
+        """Remember the asynchronous records the adapter cares about."""
+        if line.startswith("*stopped"):
+            self.stopped = parse_response(line).get("payload") or {}
+        elif line.startswith("=thread-group-exited"):
+            self.exited = parse_response(line).get("payload") or {}
+
+    # requests ---------------------------------------------------------------------
+    def send(self, command: str) -> int:
+        self._token += 1
+        try:
+            self.proc.stdin.write(f"{self._token}{command}\n".encode())  # type: ignore
+            self.proc.stdin.flush()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):
+            raise GdbDied("gdb exited unexpectedly") from None
+        return self._token
+
+    def _finish_pending(self, timeout: float) -> None:
+        while self._pending:
+            self.wait_result(self._pending[0], timeout)
+
+    def wait_result(self, token: int, timeout: Optional[float] = TIMEOUT,
+                    raw: bool = False) -> tuple[dict, list[str]]:
+        """Read until the result record of ``token``: (payload, console lines).
+
+        With ``raw``, the payload is ``{"line": the unparsed record}``.
+        """
+        prefix = f"{token}^"
+        deadline = None if timeout is None else time.monotonic() + timeout
+        console: list[str] = []
+        if token not in self._pending:
+            self._pending.append(token)
+        while True:
+            line = self._line(deadline)
+            if line.startswith(prefix):
+                self._pending.remove(token)
+                if line.startswith("error", len(prefix)):
+                    msg = (parse_response(line).get("payload") or {}).get("msg", "error")
+                    raise GdbMiError(msg.strip())
+                if raw:
+                    return {"line": line}, console
+                return parse_response(line).get("payload") or {}, console
+            if line.startswith('~"'):
+                console.append(parse_response(line)["payload"] or "")
+            elif line.startswith(("*", "=")):
+                self._note(line)
+
+    def request(self, command: str, timeout: Optional[float] = TIMEOUT
+                ) -> tuple[dict, list[str]]:
+        """Send one MI command and return (payload, console lines) of its answer."""
+        self._finish_pending(timeout or TIMEOUT)
+        return self.wait_result(self.send(command), timeout)
+
+    def console(self, command: str, timeout: Optional[float] = TIMEOUT) -> str:
+        """Run a CLI command and return what it printed."""
+        _, lines = self.request(f"-interpreter-exec console {mi_quote(command)}", timeout)
+        return "".join(lines)
+
+    def wait_stopped(self, timeout: Optional[float] = None) -> dict:
+        """Block until the program stops (``*stopped``) or exits."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.stopped = None
+        while self.stopped is None and self.exited is None:
+            line = self._line(deadline)
+            if line.startswith(("*", "=")):
+                self._note(line)
+        return self.stopped or {}
+
+    # ending -----------------------------------------------------------------------
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def terminate(self, grace: float = 3.0) -> None:
+        """End gdb: ask politely, then SIGTERM (gdb detaches or kills), then SIGKILL."""
+        if self.alive():
+            try:
+                self.send("-gdb-exit")
+                self.proc.wait(grace)
+            except (GdbDied, subprocess.TimeoutExpired):
+                pass
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+            if not self.alive():
+                break
+            try:
+                self.proc.send_signal(sig)
+                self.proc.wait(wait)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+
+
+class GdbMiTarget:
+    """A core file, an attached process or a started program, seen through gdb/MI."""
+
+    name = "gdb-mi"
+
+    def __init__(self, mi: MiProcess, how: str) -> None:
+        self.mi = mi
+        self.how = how  # core, attach or run
+        self._state = "core" if how == "core" else "live"
+        self._tmp = tempfile.mkdtemp(prefix="multiheap-mi-", dir=_tmp_base())
+        self._dump = os.path.join(self._tmp, "mem")
+        self._maps: Optional[list[Region]] = None
+        self._ptr: Optional[int] = None
+        self._arch: Optional[str] = None
+        self._pid: Optional[int] = None
+        self._closed = False
+
+    # the machine --------------------------------------------------------------------
+    def _eval(self, expr: str, thread: Optional[int] = None) -> str:
+        opt = f"--thread {thread} " if thread is not None else ""
+        payload, _ = self.mi.request(f"-data-evaluate-expression {opt}{mi_quote(expr)}")
+        return payload.get("value", "")
+
+    @property
+    def pointer_size(self) -> int:
+        if self._ptr is None:
+            self._ptr = int(self._eval("sizeof(void *)"))
+        return self._ptr
+
+    @property
+    def endianness(self) -> str:
+        return "big" if "big" in self.mi.console("show endian") else "little"
+
+    @property
+    def arch(self) -> str:
+        if self._arch is None:
+            text = self.mi.console("show architecture")
+            m = re.search(r'currently "([^"]+)"', text) or re.search(r'set to "([^"]+)"', text)
+            name = m.group(1) if m else ""
+            self._arch = "x86_64" if "x86-64" in name else \
+                ("i386" if name.startswith("i386") else name)
+        return self._arch
+
+    @property
+    def state(self) -> str:
+        return "exited" if self.mi.exited is not None else self._state
+
+    @property
+    def pid(self) -> Optional[int]:
+        if self._pid is None:
+            payload, _ = self.mi.request("-list-thread-groups")
+            for g in payload.get("groups", []):
+                if g.get("pid"):
+                    self._pid = int(g["pid"])
+                    break
+        return self._pid
+
+    def generation(self) -> int:
+        return 0  # the program never runs while we look at it
+
+    # memory ---------------------------------------------------------------------------
+    def read(self, addr: int, size: int) -> bytes:
+        if self._closed:
+            raise NoTargetError("the gdb/MI session is closed")
+        if size <= 0:
+            return b""
+        if size <= SMALL_READ:
+            return self._read_hex(addr, size)
+        return self._read_dump(addr, size)
+
+    def _read_hex(self, addr: int, size: int) -> bytes:
+        self.mi._finish_pending(TIMEOUT)
+        tok = self.mi.send(f"-data-read-memory-bytes {addr:#x} {size}")
+        try:
+            payload, _ = self.mi.wait_result(tok, TIMEOUT, raw=True)
+        except GdbMiError as e:
+            raise TargetMemoryError(addr, size, str(e)) from None
+        blocks = _HEXREAD.findall(payload["line"])
+        if len(blocks) != 1 or int(blocks[0][0], 16) + int(blocks[0][1], 16) != addr \
+                or len(blocks[0][3]) != 2 * size:
+            have = sum(len(b[3]) // 2 for b in blocks)
+            raise TargetMemoryError(addr, size, f"only {have} bytes readable")
+        return bytes.fromhex(blocks[0][3])
+
+    def _read_dump(self, addr: int, size: int) -> bytes:
+        try:
+            self.mi.console(f"dump binary memory {self._dump} {addr:#x} {addr + size:#x}")
+            with open(self._dump, "rb") as f:
+                data = f.read()
+        except GdbMiError as e:
+            raise TargetMemoryError(addr, size, str(e)) from None
+        finally:
+            try:
+                os.unlink(self._dump)
+            except OSError:
+                pass
+        if len(data) != size:
+            raise TargetMemoryError(addr, size, f"only {len(data)} bytes readable")
+        return data
+
+    # regions and modules --------------------------------------------------------------
+    def regions(self) -> list[Region]:
+        if self._maps is None:
+            try:
+                named = gdbtext.proc_mappings(self.mi.console("info proc mappings"))
+            except GdbMiError:
+                named = []
+            if self._state == "core" or not named:
+                sections = gdbtext.core_sections(
+                    self.mi.console("maintenance info sections -all-objects"))
+                named = gdbtext.merge_core_regions(named, sections) if named else sections
+            self._maps = named
+        return self._maps
+
+    def modules(self) -> list[Module]:
+        from multiheap.adapters.elffile import file_build_id
+
+        out = []
+        payload, _ = self.mi.request("-list-thread-groups")
+        for g in payload.get("groups", []):
+            exe = g.get("executable")
+            if exe:
+                out.append(Module(exe, 0, file_build_id(exe)))
+        payload, _ = self.mi.request("-file-list-shared-libraries")
+        for lib in payload.get("shared-libraries", []):
+            path = lib.get("host-name") or lib.get("target-name") or ""
+            ranges = lib.get("ranges") or [{}]
+            base = int(ranges[0].get("from", "0"), 16) if ranges[0] else 0
+            out.append(Module(path, base, file_build_id(path)))
+        return out
+
+    # symbols and types ----------------------------------------------------------------
+    def symbol(self, name: str, module: Optional[str] = None) -> Optional[int]:
+        try:
+            return gdbtext.parse_value(self._eval(f"&'{name}'"), 8 * self.pointer_size)
+        except GdbMiError:
+            return None
+
+    def type_layout(self, name: str) -> Optional[TypeLayout]:
+        try:
+            text = self.mi.console(f"ptype/o struct {name}")
+        except GdbMiError:
+            return None
+        return gdbtext.ptype_layout(name, text)
+
+    def evaluate(self, expr: str) -> int:
+        """An address expression as gdb reads it (``ptchunk $rax``, ``demo_ptrs[3]``)."""
+        try:
+            return int(expr, 0)
+        except ValueError:
+            pass
+        bits = 8 * self.pointer_size
+        try:
+            v = gdbtext.parse_value(self._eval(expr), bits)
+            if v is None:  # an array or struct: its address
+                v = gdbtext.parse_value(self._eval(f"&({expr})"), bits)
+        except GdbMiError as e:
+            raise MultiheapError(str(e)) from None
+        if v is None:
+            raise MultiheapError(f"{expr} is not a number or an address")
+        return v
+
+    # threads --------------------------------------------------------------------------
+    def threads(self) -> list[Thread]:
+        payload, _ = self.mi.request("-thread-info")
+        out = []
+        for t in payload.get("threads", []):
+            m = _LWP.search(t.get("target-id", ""))
+            tid = int(m.group(1) or m.group(2)) if m else (self.pid or 0)
+            out.append(Thread(int(t["id"]), tid, t.get("name", "")))
+        return sorted(out, key=lambda t: t.num)
+
+    def thread_pointer(self, thread: Thread) -> Optional[int]:
+        reg = "$fs_base" if self.arch == "x86_64" else "$gs_base"
+        try:
+            return gdbtext.parse_value(self._eval(reg, thread.num), 8 * self.pointer_size)
+        except GdbMiError:
+            return None
+
+    def tls_symbol(self, name: str, thread: Thread) -> Optional[int]:
+        try:
+            return gdbtext.parse_value(self._eval(f"&'{name}'", thread.num),
+                                       8 * self.pointer_size)
+        except GdbMiError:
+            return None
+
+    # ending ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Detach (attached process) or kill (started program), end gdb, drop files."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.mi.alive() and self.how == "attach" and self.mi.exited is None:
+                self.mi.request("-target-detach", timeout=10)
+        except MultiheapError:
+            pass
+        finally:
+            self.mi.terminate()
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> GdbMiTarget:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _tmp_base() -> Optional[str]:
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
+def _first_line(e: Exception) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+def open_target(core: Optional[str] = None, exe: Optional[str] = None,
+                pid: Optional[int] = None, run: Optional[str] = None,
+                brk: Optional[str] = None, gdb: str = "gdb", **_options) -> GdbMiTarget:
+    """Start gdb on a core, a PID or a program to run; return the stopped target."""
+    if sum(x is not None for x in (core, pid, run)) != 1:
+        raise BadInputError("give exactly one of --core, --pid or --run")
+    if core is not None:
+        info = inspect_core(core)
+        if exe is None:
+            exe = info.exe
+            if exe is None or not os.path.isfile(exe):
+                raise BadInputError(f"cannot find the executable of {core} "
+                                    f"({exe or 'not named in the core'}): give --exe")
+        check_core_matches(info, exe)
+    elif pid is not None:
+        _check_pid(pid)
+    else:
+        assert run is not None
+        try:
+            argv = shlex.split(run)
+        except ValueError as e:
+            raise BadInputError(f"--run: {e}") from None
+        if not argv:
+            raise BadInputError("--run needs a program")
+        prog = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+        if not prog or not os.path.isfile(prog):
+            raise BadInputError(f"program {argv[0]} not found")
+        exe, run_args = os.path.abspath(prog), argv[1:]
+
+    mi = MiProcess(gdb)
+    target = GdbMiTarget(mi, "core" if core else "attach" if pid is not None else "run")
+    try:
+        mi.request("-gdb-set mi-async on")
+        if core is not None:
+            assert exe is not None
+            _load(mi, exe)
+            try:
+                mi.request(f"-target-select core {_path_arg(core)}")
+            except GdbMiError as e:
+                raise BadInputError(f"gdb cannot open core {core}: {_first_line(e)}") from None
+        elif pid is not None:
+            try:
+                mi.request(f"-target-attach {pid}")
+            except GdbMiError as e:
+                raise BadInputError(f"cannot attach to process {pid}: {_first_line(e)}"
+                                    + _ptrace_hint()) from None
+            mi.wait_stopped(TIMEOUT)
+        else:
+            _load(mi, exe)  # type: ignore[arg-type]
+            if brk:
+                try:
+                    mi.request(f"-break-insert {mi_quote(brk)}")
+                except GdbMiError as e:
+                    raise BadInputError(f"--break {brk}: {_first_line(e)}") from None
+            # the program's stdin is /dev/null and its output goes to our stderr, so
+            # neither can mix with the MI stream
+            args = "</dev/null 1>&2 " + " ".join(shlex.quote(a) for a in run_args)
+            mi.request(f"-exec-arguments {args}")
+            mi.request("-exec-run")
+            stop = mi.wait_stopped(None)
+            if mi.exited is not None or stop.get("reason", "").startswith("exited"):
+                code = stop.get("exit-code") or (mi.exited or {}).get("exit-code") or "0"
+                raise BadInputError(f"{run} exited (status {int(code, 8)}) before it "
+                                    "stopped" + (f" at {brk}" if brk else ""))
+        return target
+    except BaseException:
+        target.close()
+        raise
+
+
+def _load(mi: MiProcess, exe: str) -> None:
+    try:
+        mi.request(f"-file-exec-and-symbols {_path_arg(exe)}")
+    except GdbMiError as e:
+        raise BadInputError(f"gdb cannot load {exe}: {_first_line(e)}") from None
+
+
+def _check_pid(pid: int) -> None:
+    if pid <= 0:
+        raise BadInputError(f"bad process id {pid}")
+    if pid == os.getpid():
+        raise BadInputError("multiheap cannot attach to itself")
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        raise BadInputError(f"no process {pid}") from None
+    state = status.get("State", "").strip()
+    if state.startswith(("Z", "X")):
+        raise BadInputError(f"process {pid} has exited (state {state})")
+    tracer = int(status.get("TracerPid", "0").strip() or 0)
+    if tracer:
+        raise BadInputError(f"process {pid} is already traced by process {tracer}")
+
+
+def _ptrace_hint() -> str:
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            scope = f.read().strip()
+    except OSError:
+        return ""
+    if scope != "0":
+        return f" (kernel.yama.ptrace_scope is {scope}: run as root or lower it)"
+    return ""
+
+
+def _path_arg(path: str) -> str:
+    path = os.path.abspath(path)
+    return mi_quote(path) if any(c.isspace() or c in "\"'\\" for c in path) else path
