@@ -13,7 +13,7 @@ from typing import Optional
 
 from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
 from multiheap.layouts import Layout, layout
-from multiheap.locate import Config, Overrides
+from multiheap.locate import Config, Overrides, guess_tcache_offset
 from multiheap.memory import Memory
 from multiheap.target import Target, Thread
 
@@ -500,12 +500,15 @@ class Heap:
             tp = self.target.thread_pointer(t)
         except MultiheapError:
             tp = None
+        how = f"thread pointer {offset:+#x}" if offset is not None else ""
+        if offset is None:  # no debug info for the TLS variable: heuristics
+            offset, how = guess_tcache_offset(self.target, self.cfg, self.target.threads())
         if offset is not None and tp is not None:
             try:
-                return self.mem.ptr(tp + offset), f"thread pointer {offset:+#x}"
+                return self.mem.ptr(tp + offset), how
             except TargetMemoryError:
                 return None, f"thread pointer {tp:#x}{offset:+#x} is unreadable"
-        return None, "not found (no debug info for the TLS variable tcache)"
+        return None, f"not found (no debug info for the TLS variable tcache; {how})"
 
     def _tcache_bins(self, tc: Tcache) -> None:
         assert self.L_tcache is not None and tc.addr is not None
@@ -640,10 +643,30 @@ class Heap:
         return n, total, unlisted
 
     # mmapped chunks --------------------------------------------------------------
+    def _mmapped_at(self, base: int, end: int) -> Optional[tuple[int, int, int]]:
+        """The mmapped chunk of the mapping starting at page ``base``, if any.
+
+        sysmalloc puts the chunk ``k`` bytes in when the mapping's start would misalign
+        the user pointer (i386's 16-byte alignment: k = 8) and stores k in prev_size.
+        """
+        page = 0x1000
+        for k in range(0, self.p.malloc_alignment, self.sz):
+            addr = base + k
+            try:
+                prev, sf = self._two.unpack(self.mem.read(addr, 2 * self.sz))
+            except TargetMemoryError:
+                return None
+            size = sf & ~SIZE_BITS
+            if (sf & SIZE_BITS) == IS_MMAPPED and size and prev == k \
+                    and (size + prev) % page == 0 and addr + size <= end \
+                    and not (addr + 2 * self.sz) & self.p.align_mask:
+                return addr, size, prev
+        return None
+
+
     def mmapped_chunks(self) -> list[tuple[int, int, int]]:
         """(addr, size, prev_size) of mmapped chunks found at anonymous mappings."""
         heaps = [(s.info or s.start, s.end) for a in self.arenas() for s in a.heaps]
-        page = 0x1000
         out = []
         for r in self.target.regions():
             if "w" not in r.perms or (r.name and not r.name.startswith("[anon")
@@ -651,16 +674,12 @@ class Heap:
                 continue
             if any(lo < r.end and r.start < hi for lo, hi in heaps):
                 continue
-            addr = r.start
-            while addr + 2 * self.sz <= r.end:
-                try:
-                    prev, sf = self._two.unpack(self.mem.read(addr, 2 * self.sz))
-                except TargetMemoryError:
+            base = r.start
+            while base + 2 * self.sz <= r.end:
+                found = self._mmapped_at(base, r.end)
+                if found is None:
                     break
-                size = sf & ~SIZE_BITS
-                if (sf & SIZE_BITS) != IS_MMAPPED or size == 0 or (size + prev) % page \
-                        or addr + size > r.end or prev >= page:
-                    break
-                out.append((addr, size, prev))
-                addr += size
+                out.append(found)
+                addr, size, _prev = found
+                base = addr + size
         return out

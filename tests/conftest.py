@@ -14,7 +14,7 @@ from harness import BUILD_DIR, build, run_gdb  # noqa: E402
 # Every command, in the forms the tests compare; each run executes all of them.
 JSON_COMMANDS = ["ptconfig --json", "ptarena -l --json", "ptparam --json", "ptstats --json",
                  "ptbin --json", "ptfast --json", "pttcache --json", "ptfree --json",
-                 "ptlist --json", "pthelp --json"]
+                 "ptlist --json", "ptlist --mmapped --json", "pthelp --json"]
 TEXT_COMMANDS = ["ptconfig", "ptarena -l", "ptparam", "ptstats", "ptbin", "ptfast",
                  "pttcache", "ptfree", "ptlist -c 30", "pthelp"]
 
