@@ -1,16 +1,19 @@
-"""The demo: build the bundled sample, stop it where its heap is interesting, look."""
+"""The demo: build the bundled sample, stop it where its heap is interesting, look.
+
+It runs on the CLI's default backend (gdb-mi): one Session, the same commands.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from multiheap.errors import MultiheapError
-from multiheap.hosts import plugin_file
 
 SAMPLE = Path(__file__).resolve().parent / "samples" / "demo.c"
 STEPS = [
@@ -45,21 +48,33 @@ def build_sample() -> Path:
     return out
 
 
-def gdb_command(prog: Path) -> list[str]:
-    cmd = ["gdb", "-nx", "-batch", "-q", "-iex", "set debuginfod enabled off",
-           "-iex", "set style enabled " + ("on" if sys.stdout.isatty() else "off"),
-           "-ex", f"source {plugin_file('gdb')}", "-ex", "break checkpoint",
-           "-ex", "run", "-ex", "up"]
-    for cmd_line, what in STEPS:
-        cmd += ["-ex", f"echo \\n### {cmd_line}    ({what})\\n", "-ex", cmd_line]
-    return cmd + [str(prog)]
+def run_demo(backend: str = "gdb-mi") -> int:
+    """Run the sample to checkpoint() under ``backend`` and run STEPS; exit status."""
+    from multiheap import registry
+    from multiheap.commands import run_command
+    from multiheap.session import Session
 
-
-def run_demo() -> int:
-    """Run the demo in gdb; returns the exit status."""
-    if shutil.which("gdb") is None:
-        raise MultiheapError("gdb is not installed (run scripts/setup.sh)")
     prog = build_sample()
-    print(f"multiheap demo: {prog.name} stopped in checkpoint(), inside gdb\n", flush=True)
-    env = dict(os.environ, MULTIHEAP_VENV=sys.prefix)
-    return subprocess.run(gdb_command(prog), env=env).returncode
+    info = registry.adapter(backend)
+    print(f"multiheap demo: {prog.name} stopped in checkpoint(), through {backend} "
+          f"({info.description})", flush=True)
+    target = info.open(run=str(prog), brk="checkpoint")
+    status = 0
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    try:
+        session = Session(target, getattr(target, "evaluate", None))
+        for line, what in STEPS:
+            print(f"\n### {line}    ({what})", flush=True)
+            name, *argv = shlex.split(line)
+            res = run_command(session, name, argv, color=color, sink=sys.stdout.write)
+            if res.error:
+                print(f"multiheap: {res.error}", file=sys.stderr)
+                status = res.status or 1
+            elif res.output:
+                sys.stdout.write(str(res.output))
+            sys.stdout.flush()
+    finally:
+        close = getattr(target, "close", None)
+        if close is not None:
+            close()
+    return status
