@@ -1,19 +1,46 @@
-"""The ``multiheap`` command line."""
+"""The ``multiheap`` command line: one heap command (or a shell) on a core, PID or program.
+
+    multiheap [--backend NAME] (--core CORE [--exe EXE] | --pid PID
+              | --run 'PROG ARGS' [--break FUNC]) [COMMAND [ARGS...]]
+    multiheap init gdb [--install]
+    multiheap demo
+
+Exit status: the command's (0 success), 2 for bad usage or unusable input, 130 on
+Ctrl-C.  With ``--json`` a command prints exactly one JSON document on stdout;
+diagnostics always go to stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
-from typing import Optional
+from typing import NoReturn, Optional
 
 from multiheap.errors import MultiheapError
+
+DEFAULT_BACKEND = "gdb-mi"
+ACTIONS = ("init", "demo")
+
+
+class UsageExit(Exception):
+    """Bad command-line usage: one line on stderr, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageExit(f"{message} (see: {self.prog} -h)")
 
 
 def _init(args: argparse.Namespace) -> int:
     from multiheap.hosts import init_lines
 
-    rc, lines = init_lines(args.host)
+    try:
+        rc, lines = init_lines(args.host)
+    except ValueError as e:
+        raise UsageExit(str(e)) from None
     text = "\n".join(lines) + "\n"
     if not args.install:
         sys.stdout.write(text)
@@ -33,36 +60,146 @@ def _init(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from multiheap.demo import run_demo
 
-    return run_demo()
+    return run_demo(backend=args.backend)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="multiheap",
-        description="glibc ptmalloc heap analysis for gdb, lldb, radare2 and the shell")
+def action_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="multiheap", description="set-up and demo actions")
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sp = sub.add_parser("init", help="print the lines that load multiheap in a debugger")
-    sp.add_argument("host", choices=("gdb",))
+    sp.add_argument("host", help="gdb (lldb and r2 once their frontends exist)")
     sp.add_argument("--install", action="store_true", help="append them to the rc file")
     sp.set_defaults(fn=_init)
     sp = sub.add_parser("demo", help="build the bundled sample and show its heap")
+    sp.add_argument("--backend", default=DEFAULT_BACKEND, help="adapter (default: %(default)s)")
     sp.set_defaults(fn=_demo)
     return p
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "fn", None):
-        parser.print_help()
-        return 2
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="multiheap",
+        usage="multiheap [--backend NAME] (--core CORE [--exe EXE] | --pid PID | "
+              "--run 'PROG ARGS' [--break FUNC]) [COMMAND [ARGS...]]\n"
+              "       multiheap init gdb [--install]\n"
+              "       multiheap demo",
+        description="glibc ptmalloc heap analysis of a core file, a running process or a "
+                    "program, from the shell.  Without COMMAND: an interactive shell.  "
+                    "Commands: multiheap --core CORE pthelp; each takes -h and --json.",
+        epilog="exit status: 0 success, 2 bad usage or unusable input, 130 Ctrl-C")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, metavar="NAME",
+                   help="debugger adapter to use (default: %(default)s)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--core", metavar="CORE", help="a core file (post-mortem)")
+    src.add_argument("--pid", metavar="PID", type=_pid, help="attach to a running process, "
+                     "read, detach (it goes on running)")
+    src.add_argument("--run", metavar="'PROG ARGS'",
+                     help="run a program until it stops (signal or --break), then look")
+    p.add_argument("--exe", metavar="EXE", help="the executable of --core (default: "
+                   "the one the core names)")
+    p.add_argument("--break", dest="brk", metavar="FUNC",
+                   help="with --run: stop at this function (a breakpoint)")
+    p.add_argument("command", nargs="?", metavar="COMMAND", help="a multiheap command")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="its arguments")
+    return p
+
+
+def _pid(text: str) -> int:
     try:
-        return args.fn(args)
+        return int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}") from None
+
+
+def _raise_exit(signum, _frame) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def _open(args: argparse.Namespace):
+    from multiheap import registry
+
+    info = registry.adapter(args.backend)
+    if info.host is not None:
+        raise UsageExit(f"backend {args.backend!r} runs inside {info.host}, not from the "
+                        "shell (use: multiheap init " + info.host + ")")
+    return info.open(core=args.core, exe=args.exe, pid=args.pid, run=args.run, brk=args.brk)
+
+
+def run_one(session, name: str, argv: list[str]) -> int:
+    """Run one command, print its result; returns the exit status."""
+    from multiheap.commands import run_command
+
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    res = run_command(session, name, argv, color=color, sink=sys.stdout.write)
+    if res.error:
+        if res.json:
+            sys.stdout.write(json.dumps({"command": name, "error": res.error}) + "\n")
+        print(f"multiheap: {res.error}", file=sys.stderr)
+        return res.status or 2
+    if res.output:
+        sys.stdout.write(str(res.output))
+    sys.stdout.flush()
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except UsageExit as e:
+        print(f"multiheap: {e}", file=sys.stderr)
+        return 2
     except MultiheapError as e:
         print(f"multiheap: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("multiheap: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `multiheap ... ptlist | head`
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
+
+
+def _main(argv: list[str]) -> int:
+    if argv and argv[0] in ACTIONS:
+        args = action_parser().parse_args(argv)
+        return args.fn(args)
+    parser = build_parser()
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    if args.core is None and args.pid is None and args.run is None:
+        raise UsageExit("give a target: --core CORE, --pid PID or --run 'PROG ARGS'")
+    if args.exe and args.core is None:
+        raise UsageExit("--exe goes with --core")
+    if args.brk and args.run is None:
+        raise UsageExit("--break goes with --run")
+    from multiheap.commands import COMMANDS
+
+    if args.command is not None and args.command not in COMMANDS:
+        raise UsageExit(f"unknown command {args.command!r} (commands: "
+                        + ", ".join(sorted(COMMANDS)) + ")")
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_exit)  # unwind, so the debugger is ended cleanly
+    target = _open(args)
+    try:
+        from multiheap.session import Session
+
+        session = Session(target, getattr(target, "evaluate", None))
+        if args.command is None:
+            from multiheap.shell import run_shell
+
+            return run_shell(session)
+        return run_one(session, args.command, args.args)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip this
+        close = getattr(target, "close", None)
+        if close is not None:
+            close()
 
 
 if __name__ == "__main__":
