@@ -6,6 +6,8 @@
 #   sources list used only through options (the system's apt is left alone),
 #   and unpacked under $MULTIHEAP_GLIBC_ROOT (default /opt/multiheap-glibc) as
 #   ROOT/<suite>/ with a VERSION file naming the exact package version.
+#   linux-libc-dev (kernel headers: asm/, linux/) joins each, so that programs
+#   including <sys/syscall.h> build with --sysroot.
 #
 # 2.31 gets the lib64/ld-linux-x86-64.so.2 link that `gcc --sysroot` needs.
 # Idempotent: a suite whose VERSION file exists is skipped without network.
@@ -19,7 +21,8 @@ pkgs=(libc6 libc6-dev libc6-dbg)
 
 todo=()
 for s in "${suites[@]}"; do
-    if [ "${MULTIHEAP_GLIBC_REFRESH:-0}" = 1 ] || [ ! -s "$root/$s/VERSION" ]; then
+    if [ "${MULTIHEAP_GLIBC_REFRESH:-0}" = 1 ] || [ ! -s "$root/$s/VERSION" ] \
+            || [ ! -e "$root/$s/usr/include/asm-generic/unistd.h" ]; then
         todo+=("$s")
     fi
 done
@@ -76,7 +79,9 @@ for s in "${todo[@]}"; do
     dl="$state/debs/$s"
     rm -rf "$dl"
     mkdir -p "$dl"
-    (cd "$dl" && apt-get "${A[@]}" download -qq $(printf "%s=$ver " "${pkgs[@]}"))
+    kver=$(apt-cache "${A[@]}" madison linux-libc-dev | awk -v s="$s" '$0 ~ ("/" s "[ /]") || $0 ~ (" " s "/") { print $3; exit }')
+    (cd "$dl" && apt-get "${A[@]}" download -qq $(printf "%s=$ver " "${pkgs[@]}") \
+        "linux-libc-dev${kver:+=$kver}")
     tmp="$root/.$s.tmp$$"
     rm -rf "$tmp"
     mkdir -p "$tmp"
