@@ -242,11 +242,17 @@ class Heap:
             base = self.mp["sbrk_base"]
             if base == 0 or top == 0:
                 return  # malloc not used yet
-            end = top + self.top_size(arena)
+            top_size = self.top_size(arena)
+            end = top + top_size
             start = self.first_chunk(base)
             if not start <= top < end:
                 arena.stops.append(Stop(top, "top is not inside the main heap"))
                 end = start
+            elif end - base > max(arena.f["system_mem"], 0) + 0x1000:
+                # A corrupted top size must not make us read terabytes.
+                arena.stops.append(Stop(top, f"top size {top_size:#x} runs past system_mem "
+                                             f"{arena.f['system_mem']:#x}"))
+                end = top + 4 * self.sz
             arena.heaps.append(HeapSegment(None, start, end))
             return
         # non-main: heap_info of the top chunk's heap, then the prev chain
@@ -264,6 +270,10 @@ class Heap:
             if hf["ar_ptr"] != arena.addr:
                 arena.stops.append(
                     Stop(h, f"heap_info.ar_ptr is {hf['ar_ptr']:#x}, not this arena"))
+                break
+            if not 0 < hf["size"] <= hmax:
+                arena.stops.append(Stop(h, f"heap_info.size {hf['size']:#x} is impossible "
+                                           f"(at most {hmax:#x})"))
                 break
             after = h + self.L_heap.size
             if after == arena.addr:
