@@ -17,9 +17,16 @@ def _gdb_mi(**options):
     return open_target(**options)
 
 
+def _lldb(**options):
+    from multiheap.adapters.lldb import open_target
+
+    return open_target(**options)
+
+
 @hookimpl
 def multiheap_adapters() -> list[AdapterInfo]:
     return [
         AdapterInfo("gdb", "gdb's Python API (inside gdb)", _gdb, host="gdb"),
         AdapterInfo("gdb-mi", "a gdb subprocess driven through gdb/MI", _gdb_mi),
+        AdapterInfo("lldb", "lldb's SB API (an SBDebugger of our own, or inside lldb)", _lldb),
     ]
