@@ -30,4 +30,9 @@ def init_lines(host: str) -> tuple[str, list[str]]:
             f"python import os; os.environ.setdefault('MULTIHEAP_VENV', {venv!r})",
             f"source {plugin}",
         ]
-    raise ValueError(f"no frontend for {host!r} yet (known: gdb)")
+    if host == "lldb":
+        return "~/.lldbinit", [
+            f"script import os; os.environ.setdefault('MULTIHEAP_VENV', {venv!r})",
+            f"command script import {plugin}",
+        ]
+    raise ValueError(f"no frontend for {host!r} yet (known: gdb, lldb)")
