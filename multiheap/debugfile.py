@@ -1,0 +1,271 @@
+"""libc's separate debug file, found by build-id, for hosts that do not read it.
+
+radare2 (and gdb/MI on some cores) cannot resolve ``main_arena``, ``mp_`` or the
+thread-local ``tcache`` when libc is stripped, although the machine has its debug
+file at ``/usr/lib/debug/.build-id/xx/rest.debug``.  This module reads that file
+directly: section headers through pyelftools, symbols with a plain scan of
+``.symtab`` (pyelftools' per-symbol parsing costs half a second on libc).
+No debugger is imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Optional
+
+from multiheap.errors import MultiheapError
+from multiheap.glibc import find_libc
+from multiheap.target import Module, Target, Thread
+
+DEBUG_DIRS_ENV = "MULTIHEAP_DEBUG_DIRS"  # extra debug roots, ':'-separated
+STT_TLS = 6
+_NT_GNU_BUILD_ID = 3
+
+
+def debug_dirs() -> list[str]:
+    """Where to look for ``.build-id/xx/rest.debug``: the env's dirs, then the system's."""
+    extra = [d for d in os.environ.get(DEBUG_DIRS_ENV, "").split(":") if d]
+    return extra + ["/usr/lib/debug"]
+
+
+def debug_file_for(build_id: str) -> Optional[Path]:
+    """The debug file of ``build_id`` (hex), or None."""
+    bid = build_id.lower()
+    if len(bid) < 4:
+        return None
+    for d in debug_dirs():
+        p = Path(d) / ".build-id" / bid[:2] / f"{bid[2:]}.debug"
+        if p.is_file():
+            return p
+    return None
+
+
+# -- build-id: from the module, its file, or its first mapped page ---------------------
+def _build_id_from_image(get: Callable[[int, int], bytes], by_vaddr: bool) -> Optional[str]:
+    """Parse the ELF header, program headers and PT_NOTE notes of an image.
+
+    ``get(off, n)`` reads the image (file offsets, or memory offsets from the load
+    base when ``by_vaddr``).
+    """
+    ident = get(0, 64)
+    if len(ident) < 52 or ident[:4] != b"\x7fELF":
+        return None
+    is64, e = ident[4] == 2, "<" if ident[5] == 1 else ">"
+    if is64:
+        phoff, = struct.unpack_from(e + "Q", ident, 32)
+        phentsize, phnum = struct.unpack_from(e + "HH", ident, 54)
+    else:
+        phoff, = struct.unpack_from(e + "I", ident, 28)
+        phentsize, phnum = struct.unpack_from(e + "HH", ident, 42)
+    if not phnum or phnum > 64 or phentsize < (56 if is64 else 32):
+        return None
+    ph = get(phoff, phentsize * phnum)
+    for i in range(phnum):
+        o = i * phentsize
+        if is64:
+            ptype, _, off, vaddr, _, filesz = struct.unpack_from(e + "IIQQQQ", ph, o)
+        else:
+            ptype, off, vaddr, _, filesz = struct.unpack_from(e + "IIIII", ph, o)
+        if ptype != 4 or not 0 < filesz <= 1 << 16:  # PT_NOTE
+            continue
+        notes = get(vaddr if by_vaddr else off, filesz)
+        pos = 0
+        while pos + 12 <= len(notes):
+            namesz, descsz, ntype = struct.unpack_from(e + "III", notes, pos)
+            name_end = pos + 12 + ((namesz + 3) & ~3)
+            if ntype == _NT_GNU_BUILD_ID and notes[pos + 12:pos + 12 + namesz] == b"GNU\0":
+                return notes[name_end:name_end + descsz].hex()
+            pos = name_end + ((descsz + 3) & ~3)
+    return None
+
+
+def build_id(target: Target, module: Module) -> Optional[str]:
+    """The module's GNU build-id: as the host reports it, from its file, or from memory."""
+    if module.build_id:
+        return module.build_id.lower()
+    try:
+        with open(module.path, "rb") as f:
+            def get_file(off: int, n: int) -> bytes:
+                f.seek(off)
+                return f.read(n)
+
+            found = _build_id_from_image(get_file, False)
+        if found:
+            return found
+    except OSError:
+        pass
+    base = module_base(target, module)
+    if base is None:
+        return None
+    try:
+        return _build_id_from_image(lambda off, n: target.read(base + off, n), True)
+    except (MultiheapError, struct.error):
+        return None
+
+
+def module_base(target: Target, module: Module) -> Optional[int]:
+    """Load address of a module: the host's, else its lowest mapping by file name."""
+    if module.base:
+        return module.base
+    try:
+        regions = target.regions()
+    except MultiheapError:
+        return None
+    real = os.path.realpath(module.path)
+    starts = [r.start for r in regions
+              if r.name and (r.name == module.path or os.path.realpath(r.name) == real)]
+    return min(starts) if starts else None
+
+
+# -- the debug file's symbols ----------------------------------------------------------
+@dataclass
+class DebugFile:
+    """Symbols of one debug file (values are link-time: add the module's base)."""
+
+    path: Path
+    symbols: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (value, type)
+    tls_size: Optional[int] = None
+
+    def value(self, name: str) -> Optional[int]:
+        s = self.symbols.get(name)
+        return None if s is None or s[1] == STT_TLS else s[0]
+
+    def tls_value(self, name: str) -> Optional[int]:
+        s = self.symbols.get(name)
+        return s[0] if s is not None and s[1] == STT_TLS else None
+
+
+WANTED = ("main_arena", "mp_", "global_max_fast", "tcache")
+
+
+@lru_cache(maxsize=8)
+def read_debug_file(path: str, names: tuple[str, ...] = WANTED) -> Optional[DebugFile]:
+    """Read ``names`` from the ``.symtab`` of ``path``; None if it is not a usable ELF."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            symtab = elf.get_section_by_name(".symtab")
+            if symtab is None:
+                return None
+            strtab = elf.get_section(symtab["sh_link"]).data()
+            syms = symtab.data()
+            tls = next((s["p_memsz"] for s in elf.iter_segments() if s["p_type"] == "PT_TLS"),
+                       None)
+            is64, little = elf.elfclass == 64, elf.little_endian
+    except (OSError, ELFError, ValueError):
+        return None
+    out = DebugFile(Path(path), tls_size=tls)
+    e = "<" if little else ">"
+    fmt, size = (e + "IBBHQQ", 24) if is64 else (e + "IIIBBH", 16)
+    offsets: dict[int, str] = {}
+    for name in names:
+        key, pos = name.encode() + b"\0", 0
+        while (pos := strtab.find(key, pos)) != -1:
+            offsets[pos] = name
+            pos += 1
+    for ent in struct.iter_unpack(fmt, syms[:len(syms) - len(syms) % size]):
+        name = offsets.get(ent[0])
+        if name is None:
+            continue
+        if is64:
+            info, shndx, value = ent[1], ent[3], ent[4]
+        else:
+            value, info, shndx = ent[1], ent[3], ent[5]
+        if shndx == 0:  # undefined
+            continue
+        stype = info & 0xF
+        prev = out.symbols.get(name)
+        if prev is None or stype in (1, STT_TLS):  # prefer OBJECT/TLS over FILE etc.
+            out.symbols[name] = (value, stype)
+    return out
+
+
+@dataclass
+class LibcDebug:
+    """libc's debug file matched to the running libc: addresses ready to use."""
+
+    file: DebugFile
+    module: Module
+    base: int
+
+    @property
+    def how(self) -> str:
+        return f"libc debug file {self.file.path}"
+
+    def address(self, name: str) -> Optional[int]:
+        v = self.file.value(name)
+        return None if v is None else self.base + v
+
+
+def libc_debug(target: Target) -> Optional[LibcDebug]:
+    """libc's build-id debug file for this target, or None (no libc, no file)."""
+    try:
+        libc = find_libc(target)
+    except MultiheapError:
+        return None
+    if libc is None:
+        return None
+    bid = build_id(target, libc)
+    path = debug_file_for(bid) if bid else None
+    if path is None:
+        return None
+    dbg = read_debug_file(str(path))
+    base = module_base(target, libc)
+    if dbg is None or base is None:
+        return None
+    return LibcDebug(dbg, libc, base)
+
+
+# -- thread-local variables through the DTV --------------------------------------------
+def tls_address(target: Target, name: str, thread: Thread,
+                 check: Optional[Callable[[int], bool]] = None) -> Optional[int]:
+    """Address of libc's thread-local ``name`` in ``thread``, from the debug file.
+
+    libc's TLS block is ``dtv[modid]`` of the thread's DTV (``tcbhead_t.dtv``, one
+    word after the thread pointer).  libc's module id is not known without ld.so's
+    link_map, so each static-TLS entry below the thread pointer is a candidate; when
+    there are several, ``check(slot)`` picks the one whose value is plausible.
+    """
+    lib = libc_debug(target)
+    if lib is None:
+        return None
+    off = lib.file.tls_value(name)
+    if off is None:
+        return None
+    tp = target.thread_pointer(thread)
+    if not tp:
+        return None
+    ps = target.pointer_size
+    order = "little" if target.endianness == "little" else "big"
+
+    def ptr(addr: int) -> int:
+        return int.from_bytes(target.read(addr, ps), order)
+
+    try:
+        dtv = ptr(tp + ps)
+        count = ptr(dtv - 2 * ps)  # dtv[-1].counter: slots allocated
+        cands = []
+        for modid in range(1, min(count, 64) + 1):
+            block = ptr(dtv + 2 * ps * modid)
+            if block in (0, (1 << 8 * ps) - 1) or not 0 < tp - block <= 1 << 20:
+                continue
+            cands.append(block + off)
+    except (MultiheapError, OverflowError):
+        return None
+    if len(cands) > 1 and check is not None:
+        good = [c for c in cands if check(c)]
+        cands = good if good else cands
+    return cands[0] if cands else None
+
+
+def libc_symbol(target: Target, name: str) -> Optional[int]:
+    """Run-time address of libc's (non-TLS) symbol ``name`` from its debug file, or None."""
+    lib = libc_debug(target)
+    return None if lib is None else lib.address(name)

@@ -1,0 +1,77 @@
+"""radare2 frontend: each ``$ptXXX`` alias runs ``python -m multiheap.plugins.r2 ptXXX ARGS``
+through r2's ``#!pipe``, which talks back to the running r2 session.
+
+``multiheap init r2`` prints the ``~/.radare2rc`` lines defining the aliases.  Every
+run is a fresh Python process, so this module imports as little as it can (about
+0.15 s in all; see benchmarks/r2_measure.py).  Address arguments may be r2
+expressions (``rax``, ``sym.foo+8``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+
+def _evaluate(target, expr: str) -> int:
+    try:
+        return int(expr, 0)
+    except ValueError:
+        pass
+    if any(c in expr for c in ";|`~@>\n"):
+        raise ValueError(f"not an address expression: {expr!r}")
+    flag_or_reg = target.cmd(f"?v {expr} 2>/dev/null").strip()
+    try:
+        value = int(flag_or_reg, 16)
+    except ValueError:
+        value = 0
+    if value == 0:
+        raise ValueError(f"r2 cannot evaluate {expr!r}")
+    return value
+
+
+def _color(target) -> bool:
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return False
+    return target.cmd("e scr.color").strip() not in ("", "0", "false")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stderr.write("usage: python -m multiheap.plugins.r2 COMMAND [ARGS] "
+                         "(inside r2: #!pipe, or a $alias from `multiheap init r2`)\n")
+        return 2
+    from multiheap.adapters.r2 import PipeLink, R2Target
+    from multiheap.commands import run_command
+    from multiheap.errors import MultiheapError
+    from multiheap.session import Session
+
+    try:
+        target = R2Target(PipeLink())
+    except MultiheapError as e:
+        sys.stderr.write(f"multiheap: {e}\n")
+        return 2
+    session = Session(target, lambda expr: _evaluate(target, expr))
+    try:
+        res = run_command(session, argv[0], argv[1:], color=_color(target),
+                          sink=sys.stdout.write)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{argv[0]}: interrupted\n")
+        return 130
+    finally:
+        target.close()
+    if res.output:
+        sys.stdout.write(res.output if isinstance(res.output, str) else str(res.output))
+        if isinstance(res.output, str) and not res.output.endswith("\n"):
+            sys.stdout.write("\n")
+    sys.stdout.flush()
+    if res.error:
+        sys.stderr.write(res.error + "\n")
+        return res.status or 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
