@@ -42,9 +42,14 @@ class Config:
 
 def _symbol(target: Target, name: str) -> Optional[int]:
     try:
-        return target.symbol(name)
+        addr = target.symbol(name)
     except MultiheapError:
-        return None
+        addr = None
+    if addr is None:  # hosts that do not read libc's build-id debug file (r2, MI cores)
+        from multiheap.debugfile import libc_symbol
+
+        addr = libc_symbol(target, name)
+    return addr
 
 
 def locate(target: Target, overrides: Optional[Overrides] = None) -> Config:
