@@ -19,8 +19,21 @@ root=${MULTIHEAP_GLIBC_ROOT:-/opt/multiheap-glibc}
 suites=(bullseye trixie sid)
 pkgs=(libc6 libc6-dev libc6-dbg)
 
+# Debian's -dev packages link e.g. libpthread.so to /lib/...: absolute targets would
+# send `gcc --sysroot` to the system's glibc, so point them inside the root instead.
+fix_links() {
+    local dir=$1 link target
+    [ -e "$dir/.links-fixed" ] && return 0
+    find "$dir" -type l -lname '/*' -print0 | while IFS= read -r -d '' link; do
+        target=$(readlink "$link")
+        ln -sfn "$(realpath -m --relative-to="$(dirname "$link")" "$dir$target")" "$link"
+    done
+    touch "$dir/.links-fixed"
+}
+
 todo=()
 for s in "${suites[@]}"; do
+    [ -s "$root/$s/VERSION" ] && [ -w "$root/$s" ] && fix_links "$root/$s"
     if [ "${MULTIHEAP_GLIBC_REFRESH:-0}" = 1 ] || [ ! -s "$root/$s/VERSION" ] \
             || [ ! -e "$root/$s/usr/include/asm-generic/unistd.h" ]; then
         todo+=("$s")
@@ -98,6 +111,7 @@ for s in "${todo[@]}"; do
             fi
         done
     fi
+    fix_links "$tmp"
     echo "$ver" >"$tmp/VERSION"
     rm -rf "$root/$s"
     mv "$tmp" "$root/$s"
