@@ -110,7 +110,9 @@ class Truth:
         for heap in root.findall("heap"):
             tot = {e.get("type"): e for e in heap.findall("total")}
             sysm = {e.get("type"): e for e in heap.findall("system")}
-            t.arenas.append(ArenaInfo(int(tot["fast"].get("count")), int(tot["fast"].get("size")),
+            fast = tot.get("fast")  # 2.43 has no fastbins: malloc_info prints no fast total
+            t.arenas.append(ArenaInfo(int(fast.get("count")) if fast is not None else 0,
+                                      int(fast.get("size")) if fast is not None else 0,
                                       int(tot["rest"].get("count")), int(tot["rest"].get("size")),
                                       int(sysm["current"].get("size"))))
         for e in root.findall("total"):
