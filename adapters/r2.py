@@ -422,3 +422,104 @@ class R2Target:
             except OSError:
                 pass
             self._tmpdir = None
+
+
+# -- the CLI's --backend r2: spawn r2 through r2pipe ----------------------------------
+def r2_program() -> str:
+    """The radare2 to run: $MULTIHEAP_R2, PATH, or the one beside this Python."""
+    import shutil
+    import sys
+
+    for cand in (os.environ.get("MULTIHEAP_R2"), shutil.which("r2"),
+                 os.path.join(os.path.dirname(sys.executable), "r2"),
+                 "/opt/multiheap-r2/bin/r2"):
+        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    raise NoTargetError("radare2 is not installed (run: bash scripts/install/radare2.sh)")
+
+
+class _SpawnLink:
+    """r2pipe's spawned r2, closed with the target (the program it started dies too)."""
+
+    def __init__(self, path: str, flags: list[str]) -> None:
+        import r2pipe
+
+        home = os.path.dirname(r2_program())
+        # r2 writes terminal resets to stderr around every command; r2pipe gives no
+        # way to redirect the child's stderr, so it inherits /dev/null from us here
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+            self.r2 = r2pipe.open(path, flags=flags, radare2home=home)
+        except OSError as e:
+            raise NoTargetError(f"cannot start radare2: {e}") from None
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(null)
+
+    def cmd(self, command: str) -> str:
+        return self.r2.cmd(command)
+
+    def quit(self) -> None:
+        try:
+            self.r2.quit()
+        except Exception:
+            pass
+
+
+class SpawnedR2Target(R2Target):
+    def close(self) -> None:
+        super().close()
+        link = self.link
+        if isinstance(link, _SpawnLink):
+            link.quit()
+
+
+def open_target(core: Optional[str] = None, exe: Optional[str] = None,
+                pid: Optional[int] = None, run: Optional[str] = None,
+                brk: Optional[str] = None, **_options) -> R2Target:
+    """Start r2 on a core, a PID or a program to run (to ``brk``); the stopped target."""
+    import shlex
+
+    from multiheap.adapters.elffile import BadInputError, check_core_matches, inspect_core
+
+    if sum(x is not None for x in (core, pid, run)) != 1:
+        raise BadInputError("give exactly one of --core, --pid or --run")
+    flags = ["-N", "-e", "scr.color=0", "-e", "log.level=1"]
+    if core is not None:
+        info = inspect_core(core)
+        if exe is not None:
+            check_core_matches(info, exe)
+        target = SpawnedR2Target(_SpawnLink(os.path.abspath(core), flags),
+                                 core=os.path.abspath(core))
+        return target
+    if pid is not None:
+        if not os.path.exists(f"/proc/{pid}"):
+            raise BadInputError(f"no process {pid}")
+        link = _SpawnLink(str(pid), flags + ["-e", "dbg.exitkills=false", "-d"])
+        t = SpawnedR2Target(link)
+        if t.state != "live":
+            t.close()
+            raise BadInputError(f"r2 cannot attach to process {pid}")
+        return t
+    assert run is not None
+    try:
+        argv = shlex.split(run)
+    except ValueError as e:
+        raise BadInputError(f"--run: {e}") from None
+    if not argv or not os.path.isfile(argv[0]):
+        raise BadInputError(f"program {argv[0] if argv else ''} not found")
+    # the program's output must not mix with r2pipe's answers on r2's stdout
+    link = _SpawnLink(" ".join(shlex.quote(a) for a in argv),
+                      flags + ["-R", "stdout=/dev/null", "-R", "stdin=/dev/null", "-d"])
+    t = SpawnedR2Target(link)
+    if brk:
+        spot = brk if brk.startswith(("0x", "sym.")) or brk.isdigit() else f"sym.{brk}"
+        link.cmd(f"db {spot}")
+    link.cmd("dc")
+    t._cache.clear()
+    if t.state != "live":
+        t.close()
+        raise BadInputError(f"{argv[0]} exited before stopping")
+    return t
