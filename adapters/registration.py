@@ -23,10 +23,17 @@ def _lldb(**options):
     return open_target(**options)
 
 
+def _r2(**options):
+    from multiheap.adapters.r2 import open_target
+
+    return open_target(**options)
+
+
 @hookimpl
 def multiheap_adapters() -> list[AdapterInfo]:
     return [
         AdapterInfo("gdb", "gdb's Python API (inside gdb)", _gdb, host="gdb"),
         AdapterInfo("gdb-mi", "a gdb subprocess driven through gdb/MI", _gdb_mi),
+        AdapterInfo("r2", "a radare2 subprocess driven through r2pipe", _r2),
         AdapterInfo("lldb", "lldb's SB API (an SBDebugger of our own, or inside lldb)", _lldb),
     ]
