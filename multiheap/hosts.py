@@ -35,4 +35,16 @@ def init_lines(host: str) -> tuple[str, list[str]]:
             f"script import os; os.environ.setdefault('MULTIHEAP_VENV', {venv!r})",
             f"command script import {plugin}",
         ]
-    raise ValueError(f"no frontend for {host!r} yet (known: gdb, lldb)")
+    if host == "r2":
+        return "~/.radare2rc", r2_aliases()
+    raise ValueError(f"no frontend for {host!r} yet (known: gdb, lldb, r2)")
+
+
+def r2_aliases() -> list[str]:
+    """One r2 ``$alias`` per command, each running the r2 frontend through ``#!pipe``."""
+    from multiheap.commands import COMMANDS
+
+    py = os.path.join(venv_root(), "bin", "python")
+    if not os.access(py, os.X_OK):
+        py = sys.executable
+    return [f'"${name}=#!pipe {py} -m multiheap.plugins.r2 {name}"' for name in COMMANDS]
