@@ -21,8 +21,11 @@ pkgs=(libc6 libc6-dev libc6-dbg)
 
 # Debian's -dev packages link e.g. libpthread.so to /lib/...: absolute targets would
 # send `gcc --sysroot` to the system's glibc, so point them inside the root instead.
+# Merged-/usr suites (2.41+) keep everything in usr/lib, but their libc.so linker
+# script may still name /lib/...: give the root the lib -> usr/lib link a system has.
 fix_links() {
     local dir=$1 link target
+    [ -e "$dir/lib" ] || ln -s usr/lib "$dir/lib"
     [ -e "$dir/.links-fixed" ] && return 0
     find "$dir" -type l -lname '/*' -print0 | while IFS= read -r -d '' link; do
         target=$(readlink "$link")
