@@ -207,9 +207,21 @@ class GdbTarget:
                 return None
             try:
                 v = gdb.parse_and_eval(reg)
-                return None if v.type.code == gdb.TYPE_CODE_VOID else int(v)
+                if v.type.code != gdb.TYPE_CODE_VOID:
+                    return int(v)
             except gdb.error:
-                return None
+                pass
+        return self._thread_handle(thread)
+
+    def _thread_handle(self, thread: Thread) -> Optional[int]:
+        """pthread_t, which is the thread pointer on x86 (i386 gdb has no $gs_base)."""
+        inf = self._inferior()
+        t = next((t for t in inf.threads() if t.num == thread.num), None)
+        try:
+            h = t.handle() if t is not None else None
+        except (gdb.error, AttributeError, RuntimeError):
+            return None
+        return int.from_bytes(bytes(h), self.endianness) if h else None
 
     def tls_symbol(self, name: str, thread: Thread) -> Optional[int]:
         with self._in_thread(thread) as ok:
