@@ -27,7 +27,12 @@ _NT_GNU_BUILD_ID = 3
 
 
 def debug_dirs() -> list[str]:
-    """Where to look for ``.build-id/xx/rest.debug``: the env's dirs, then the system's."""
+    """Where to look for ``.build-id/xx/rest.debug``: the env's dirs, then the system's.
+
+    ``MULTIHEAP_NO_DEBUG_FILES=1`` turns the search off (tests of the no-debug paths).
+    """
+    if os.environ.get("MULTIHEAP_NO_DEBUG_FILES"):
+        return []
     extra = [d for d in os.environ.get(DEBUG_DIRS_ENV, "").split(":") if d]
     return extra + ["/usr/lib/debug"]
 
