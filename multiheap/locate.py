@@ -1,14 +1,23 @@
-"""Finding glibc's malloc structures in a target: where, and how we know."""
+"""Finding glibc's malloc structures in a target: where, and how we know.
+
+Each structure goes through the same chain of routes, first answer wins: the user's
+``ptconfig`` override, the host's debug info, then the heuristics of
+:mod:`multiheap.heuristics` (libc's ELF file, then memory alone).  Every address not
+given by the user is checked against the arena's invariants; a guess that fails is
+reported with what failed, never used.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
 
-from multiheap import glibc
+from multiheap import glibc, heuristics
 from multiheap.errors import MultiheapError, NotFoundError
 from multiheap.layouts import Params, Version, layout
-from multiheap.target import Target
+from multiheap.target import Module, Region, Target, Thread
+
+OVERRIDE_HINT = "ptconfig --main-arena ADDR --mp ADDR (and --glibc X.Y) set them by hand"
 
 
 @dataclass
@@ -19,6 +28,17 @@ class Overrides:
     main_arena: Optional[int] = None
     mp: Optional[int] = None
     tcache_offset: Optional[int] = None  # tcache pointer = thread pointer + offset
+
+
+@dataclass
+class LibcFile:
+    """The file that holds malloc (libc.so.6, or a static executable) and its bias."""
+
+    path: str
+    facts: Optional[heuristics.ElfFacts]
+    bias: Optional[int]
+    bias_how: str
+    static: bool = False
 
 
 @dataclass
@@ -34,6 +54,8 @@ class Config:
     global_max_fast: Optional[int]
     how: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    libc: Optional[LibcFile] = None
+    _tcache_guess: Optional[tuple[Optional[int], str]] = None
 
     @property
     def params(self) -> Params:
@@ -52,10 +74,7 @@ def _symbol(target: Target, name: str) -> Optional[int]:
     return addr
 
 
-def locate(target: Target, overrides: Optional[Overrides] = None) -> Config:
-    """Detect the glibc version and find main_arena and mp_ (debug info or overrides)."""
-    ov = overrides or Overrides()
-    how: dict[str, str] = {}
+def _version(target: Target, ov: Overrides, how: dict[str, str]) -> Version:
     if ov.version is not None:
         version, how["version"] = ov.version, "set with ptconfig"
     else:
@@ -70,27 +89,138 @@ def locate(target: Target, overrides: Optional[Overrides] = None) -> Config:
             f"glibc {glibc.format_version(version)} is outside what multiheap knows "
             f"({glibc.format_version(lo)} to {glibc.format_version(hi)}); "
             "ptconfig --glibc X.Y forces a layout")
-    ptr_size = target.pointer_size
-    if ov.main_arena is not None:
-        main_arena, how["main_arena"] = ov.main_arena, "set with ptconfig"
-    else:
-        main_arena = _symbol(target, "main_arena")
-        how["main_arena"] = "debug info (symbol main_arena)"
-    if ov.mp is not None:
-        mp, how["mp_"] = ov.mp, "set with ptconfig"
-    else:
-        mp = _symbol(target, "mp_")
-        how["mp_"] = "debug info (symbol mp_)"
+    return version
+
+
+def libc_file(target: Target) -> Optional[LibcFile]:
+    """libc's file and load bias; a static executable's when there is no libc."""
+    mod: Optional[Module] = glibc.find_libc(target)
+    static = False
+    if mod is None:
+        mods = target.modules()
+        if not mods:
+            return None
+        mod, static = mods[0], True
+    facts = heuristics.read_elf(mod.path)
+    if facts is None:
+        return LibcFile(mod.path, None, None, "file unreadable", static)
+    bias, how = heuristics.load_bias(target, facts, mod.path)
+    return LibcFile(mod.path, facts, bias, how, static)
+
+
+def _libc_regions(target: Target, lf: Optional[LibcFile]) -> list[Region]:
+    """libc's writable mappings (with the .bss after them), or every writable one."""
+    regs = heuristics._regions_of(target, lf.path if lf else None)
+    return regs or [r for r in target.regions() if "w" in r.perms and r.size <= 16 << 20]
+
+
+def _guess_arena(target: Target, p: Params, endian: str,
+                 lf: Optional[LibcFile]) -> tuple[Optional[int], str]:
+    L = layout("malloc_state", p.version, p.ptr_size, endian)
+    tried: list[str] = []
+    if lf is not None and lf.facts is not None and lf.bias is not None:
+        name = "the executable" if lf.static else "libc"
+        for c in heuristics.arena_candidates_in_file(lf.facts, L, p.ptr_size):
+            addr = c + lf.bias
+            bad = heuristics.check_arena(target, addr, p, endian)
+            if bad is None:
+                return addr, (f"heuristic: {name}'s .data, where next == &main_arena "
+                              f"(load bias from {lf.bias_how}); invariants hold")
+            tried.append(f"{addr:#x}: {bad}")
+    for addr in heuristics.arena_candidates_in_memory(target, _libc_regions(target, lf),
+                                                      L, p.ptr_size):
+        bad = heuristics.check_arena(target, addr, p, endian)
+        if bad is None:
+            return addr, "heuristic: memory scan for self-linked empty bins; invariants hold"
+        tried.append(f"{addr:#x}: {bad}")
+    return None, ("candidates failed the arena checks (" + "; ".join(tried[:3]) + ")"
+                  if tried else "no candidate found in libc's data or memory")
+
+
+def _guess_mp(target: Target, p: Params, endian: str, arena: int,
+              lf: Optional[LibcFile]) -> tuple[Optional[int], str]:
+    L = layout("malloc_par", p.version, p.ptr_size, endian)
+    tried: list[str] = []
+    if lf is not None and lf.facts is not None and lf.bias is not None:
+        for c in heuristics.mp_candidates_in_file(lf.facts, L, p):
+            addr = c + lf.bias
+            bad = heuristics.check_mp(target, addr, arena, p, endian)
+            if bad is None:
+                return addr, ("heuristic: libc's .data, mp_'s default values; "
+                              "sbrk_base agrees with main_arena")
+            tried.append(f"{addr:#x}: {bad}")
+    for addr in heuristics.mp_candidates_in_memory(target, _libc_regions(target, lf), L, p):
+        if heuristics.check_mp(target, addr, arena, p, endian) is None:
+            return addr, "heuristic: memory scan for mp_'s fields; sbrk_base agrees"
+    return None, ("candidates failed the checks (" + "; ".join(tried[:3]) + ")"
+                  if tried else "no candidate found in libc's data or memory")
+
+
+def locate(target: Target, overrides: Optional[Overrides] = None) -> Config:
+    """Detect the glibc version and find main_arena and mp_ (and how they were found)."""
+    ov = overrides or Overrides()
+    how: dict[str, str] = {}
+    warnings: list[str] = []
+    version = _version(target, ov, how)
+    ptr_size, endian = target.pointer_size, target.endianness
+    p = Params(version, ptr_size)
+    lf: Optional[LibcFile] = None
+    found: dict[str, Optional[int]] = {}
+    for name, sym, forced in (("main_arena", "main_arena", ov.main_arena),
+                              ("mp_", "mp_", ov.mp)):
+        if forced is not None:
+            found[name], how[name] = forced, "set with ptconfig"
+            continue
+        addr = _symbol(target, sym)
+        if addr is not None:
+            found[name], how[name] = addr, f"debug info (symbol {sym})"
+            continue
+        if lf is None:
+            lf = libc_file(target)
+        if name == "main_arena":
+            found[name], how[name] = _guess_arena(target, p, endian, lf)
+        elif found.get("main_arena") is not None:
+            found[name], how[name] = _guess_mp(target, p, endian, found["main_arena"], lf)
+        else:
+            found[name], how[name] = None, "needs main_arena first"
+    main_arena, mp = found["main_arena"], found["mp_"]
     if main_arena is None or mp is None:
-        missing = " and ".join(n for n, a in (("main_arena", main_arena), ("mp_", mp))
-                               if a is None)
-        raise NotFoundError(
-            f"{missing} not found: libc has no debug info here (install libc6-dbg), "
-            "or give the address: ptconfig --main-arena ADDR --mp ADDR")
-    cfg = Config(version, ptr_size, target.arch, target.endianness, main_arena, mp,
-                 _symbol(target, "global_max_fast"), how)
+        missing = "; ".join(f"{n} not found: {how[n]}" for n in ("main_arena", "mp_")
+                            if found[n] is None)
+        raise NotFoundError(f"{missing}. No debug info for libc here (libc6-dbg gives it); "
+                            f"{OVERRIDE_HINT}")
+    for name, addr in (("main_arena", main_arena), ("mp_", mp)):
+        if how[name].startswith("heuristic"):
+            continue  # checked while guessing
+        bad = (heuristics.check_arena(target, addr, p, endian) if name == "main_arena"
+               else heuristics.check_mp(target, addr, main_arena, p, endian))
+        if bad is not None:
+            msg = f"{name} at {addr:#x} ({how[name]}) fails the checks: {bad}"
+            if how[name] == "set with ptconfig":
+                warnings.append(msg)
+            else:
+                raise NotFoundError(f"{msg}; wrong glibc version? {OVERRIDE_HINT}")
+    gmf = _symbol(target, "global_max_fast") if p.has_fastbins else None
+    cfg = Config(version, ptr_size, target.arch, endian, main_arena, mp, gmf, how,
+                 warnings, lf)
     _cross_check(target, cfg)
     return cfg
+
+
+def guess_tcache_offset(target: Target, cfg: Config,
+                        threads: list[Thread]) -> tuple[Optional[int], str]:
+    """Thread-pointer offset of the TLS variable ``tcache`` (cached in ``cfg``)."""
+    if cfg._tcache_guess is None:
+        lf = cfg.libc or libc_file(target)
+        cfg.libc = lf
+        offsets = heuristics.tls_offsets(target, lf.facts if lf else None,
+                                         lf.bias if lf else None, cfg.ptr_size)
+        dummy = [r for r in target.regions()
+                 if lf is not None and heuristics._same_file(r.name, lf.path)]
+        off, how = heuristics.find_tcache_offset(target, threads, cfg.params, offsets,
+                                                 cfg.endian, dummy)
+        cfg._tcache_guess = (off, "heuristic: " + how if off is not None else how)
+    return cfg._tcache_guess
 
 
 def _cross_check(target: Target, cfg: Config) -> None:

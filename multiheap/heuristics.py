@@ -1,0 +1,435 @@
+"""Finding main_arena, mp_ and the tcache without debug info, and checking every guess.
+
+Routes, most trusted first:
+
+- libc's own ELF file (pyelftools): ``main_arena``'s static initializer sets
+  ``.next = &main_arena`` and ``.attached_threads = 1``, so in ``.data`` (with RELA
+  addends applied) it is the one place whose ``next`` field holds its own address;
+  ``mp_``'s initializer is recognisable by its defaults (128 KiB thresholds,
+  ``arena_test``, 65536 ``n_mmaps_max``, the tcache fields).  The tcache pointer is a
+  TLS variable: libc's TPOFF relocations name GOT slots that, at run time, hold the
+  thread-pointer offsets of its TLS variables; one of them points at a tcache.
+- memory alone (a core whose libc file is gone): the empty bins of an arena point at
+  themselves, which pins the arena's address; mp_ by its defaults and ``sbrk_base``.
+
+Every guess is checked against the arena's invariants (:func:`check_arena`) and a
+failure is reported, never papered over.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Optional
+
+from multiheap.errors import MultiheapError, TargetMemoryError
+from multiheap.layouts import Layout, Params, layout
+from multiheap.target import Region, Target, Thread
+
+_R_RELATIVE = 8  # R_X86_64_RELATIVE and R_386_RELATIVE
+_TPOFF_ADD = {18, 14}  # R_X86_64_TPOFF64, R_386_TLS_TPOFF: slot holds a (negative) offset
+_TPOFF_SUB = {37}  # R_386_TLS_TPOFF32: slot holds the offset to subtract
+TLS_SCAN = 0x2000  # bytes below the thread pointer searched when no relocation helps
+MAX_ARENAS = 4096
+
+
+@dataclass
+class ElfFacts:
+    """What a libc (or static executable) file says, at link-time addresses."""
+
+    path: str
+    pie: bool  # ET_DYN: loaded at a bias
+    first_load: int  # lowest PT_LOAD p_vaddr (page-aligned)
+    data: list[tuple[int, bytes]]  # (vaddr, initial bytes) of .data, addends applied
+    tpoff_slots: list[tuple[int, int]]  # (GOT slot vaddr, +1 add / -1 subtract)
+    objects: dict[str, int] = field(default_factory=dict)  # .dynsym data objects
+
+
+@lru_cache(maxsize=8)
+def _read_elf(path: str, mtime: float) -> Optional[ElfFacts]:
+    try:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.relocation import RelocationSection
+        from elftools.elf.sections import SymbolTableSection
+    except ImportError:  # pragma: no cover - a dependency
+        return None
+    try:
+        with open(path, "rb") as fh:
+            elf = ELFFile(fh)
+            loads = [s["p_vaddr"] for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+            data = []
+            for name in (".data",):
+                sec = elf.get_section_by_name(name)
+                if sec is not None and sec["sh_type"] == "SHT_PROGBITS":
+                    data.append((sec["sh_addr"], bytearray(sec.data())))
+            slots: list[tuple[int, int]] = []
+            objects: dict[str, int] = {}
+            wide = elf.elfclass == 64
+            for sec in elf.iter_sections():
+                if isinstance(sec, RelocationSection) and sec["sh_type"] in ("SHT_RELA",
+                                                                             "SHT_REL"):
+                    for r in sec.iter_relocations():
+                        t = r["r_info_type"]
+                        if t == _R_RELATIVE and r.is_RELA():
+                            _apply(data, r["r_offset"], r["r_addend"], wide)
+                        elif t in _TPOFF_ADD or t in _TPOFF_SUB:
+                            slots.append((r["r_offset"], -1 if t in _TPOFF_SUB else 1))
+                elif isinstance(sec, SymbolTableSection) and sec.name == ".dynsym":
+                    for s in sec.iter_symbols():
+                        if s["st_info"]["type"] == "STT_OBJECT" and s["st_value"]:
+                            objects[s.name] = s["st_value"]
+            return ElfFacts(path, elf["e_type"] == "ET_DYN", min(loads) & ~0xFFF if loads
+                            else 0, [(a, bytes(b)) for a, b in data], slots, objects)
+    except (OSError, ELFError, ValueError, KeyError, struct.error):
+        return None
+
+
+def _apply(data: list, vaddr: int, value: int, wide: bool) -> None:
+    for start, buf in data:
+        if start <= vaddr < start + len(buf):
+            off = vaddr - start
+            width = 8 if wide else 4
+            buf[off:off + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width,
+                                                                                "little")
+
+
+def read_elf(path: str) -> Optional[ElfFacts]:
+    """Facts from the ELF file at ``path`` (cached), or None if it cannot be read."""
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        return None
+    return _read_elf(path, mtime)
+
+
+def _same_file(a: str, b: str) -> bool:
+    if not a or not b:
+        return False
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except OSError:
+        return a == b
+
+
+def load_bias(target: Target, facts: ElfFacts, path: str) -> tuple[Optional[int], str]:
+    """(bias, how): run-time address minus link-time address of the file's contents."""
+    if not facts.pie:
+        return 0, "fixed addresses (not position-independent)"
+    starts = [r.start for r in target.regions() if _same_file(r.name, path)]
+    if starts:
+        return min(starts) - facts.first_load, "lowest mapping of the file"
+    for name in ("_IO_2_1_stderr_", "_IO_2_1_stdout_", "__libc_single_threaded"):
+        at = facts.objects.get(name)
+        try:
+            addr = target.symbol(name)
+        except MultiheapError:
+            addr = None
+        if at and addr:
+            return addr - at, f".dynsym object {name}"
+    return None, "no mapping of the file and no .dynsym object resolved"
+
+
+# ----------------------------------------------------------------- candidates
+def _words(buf: bytes, sz: int) -> Callable[[int], int]:
+    fmt = struct.Struct("<Q" if sz == 8 else "<I")
+    return lambda off: fmt.unpack_from(buf, off)[0]
+
+
+def arena_candidates_in_file(facts: ElfFacts, L: Layout, sz: int) -> list[int]:
+    """Link-time addresses in .data whose ``next`` holds the address itself."""
+    out = []
+    o_next, o_att = L.offset("next"), L.offset("attached_threads")
+    for start, buf in facts.data:
+        word = _words(buf, sz)
+        for off in range(0, len(buf) - L.size + 1, sz):
+            if word(off + o_next) == start + off and word(off + o_att) == 1:
+                out.append(start + off)
+    return out
+
+
+def mp_defaults_ok(f: dict, p: Params, initial: bool) -> bool:
+    """Does a parsed malloc_par look like glibc's (``initial``: exactly the defaults)?"""
+    k128 = 128 * 1024
+    max_thresh = 4 * 1024 * 1024 * p.ptr_size if p.ptr_size == 8 else 512 * 1024
+    if initial:
+        ok = (f["trim_threshold"] == k128 and f["mmap_threshold"] == k128
+              and f["arena_test"] == (8 if p.ptr_size == 8 else 2) and f["arena_max"] == 0
+              and f["n_mmaps_max"] == 65536 and f["n_mmaps"] == 0 and f["sbrk_base"] == 0)
+        if ok and p.has_tcache:
+            bins = f.get("tcache_bins", f.get("tcache_small_bins"))
+            ok = bins == p.tcache_small_bins and f["tcache_count"] == p.tcache_fill_count
+        return ok
+    if not (k128 <= f["mmap_threshold"] <= max_thresh or f["no_dyn_threshold"]):
+        return False
+    if not (0 <= f["no_dyn_threshold"] <= 1 and 0 <= f["n_mmaps"] <= f["max_n_mmaps"]
+            and f["mmapped_mem"] <= f["max_mmapped_mem"] and f["n_mmaps_max"] >= 0):
+        return False
+    if p.has_tcache:
+        bins = f.get("tcache_bins", f.get("tcache_small_bins"))
+        if not (bins is not None and 0 <= bins <= p.tcache_max_bins
+                and 0 <= f["tcache_count"] <= 65535):
+            return False
+    return True
+
+
+def mp_candidates_in_file(facts: ElfFacts, L: Layout, p: Params) -> list[int]:
+    out = []
+    for start, buf in facts.data:
+        for off in range(0, len(buf) - L.size + 1, p.ptr_size):
+            if mp_defaults_ok(L.parse(buf, off), p, initial=True):
+                out.append(start + off)
+    return out
+
+
+def _regions_of(target: Target, path: Optional[str]) -> list[Region]:
+    """Writable regions of a file, and the anonymous mapping right after (its .bss)."""
+    regs = target.regions()
+    out = []
+    for i, r in enumerate(regs):
+        if "w" in r.perms and path and _same_file(r.name, path):
+            out.append(r)
+            if i + 1 < len(regs) and regs[i + 1].start == r.end and not regs[i + 1].name:
+                out.append(regs[i + 1])
+    return out
+
+
+def arena_candidates_in_memory(target: Target, regions: list[Region], L: Layout,
+                               sz: int) -> list[int]:
+    """Addresses in ``regions`` where many bins are empty (fd == bk == the bin itself)."""
+    o_bins = L.offset("bins")
+    votes: dict[int, int] = {}
+    for r in regions:
+        if r.size > 16 << 20:
+            continue
+        try:
+            buf = target.read(r.start, r.size)
+        except TargetMemoryError:
+            continue
+        fmt = struct.Struct("<QQ" if sz == 8 else "<II")
+        for off in range(0, len(buf) - 2 * sz + 1, sz):
+            fd, bk = fmt.unpack_from(buf, off)
+            q = r.start + off
+            if fd == bk == q - 2 * sz:
+                for i in range(1, 128):  # q may be &bins[2(i-1)] for any bin i
+                    base = q - o_bins - (i - 1) * 2 * sz
+                    votes[base] = votes.get(base, 0) + 1
+    good = [a for a, n in votes.items() if n >= 16]
+    return sorted(good, key=lambda a: -votes[a])[:8]
+
+
+def mp_candidates_in_memory(target: Target, regions: list[Region], L: Layout,
+                            p: Params) -> list[int]:
+    out = []
+    for r in regions:
+        if r.size > 16 << 20:
+            continue
+        try:
+            buf = target.read(r.start, r.size)
+        except TargetMemoryError:
+            continue
+        for off in range(0, len(buf) - L.size + 1, p.ptr_size):
+            f = L.parse(buf, off)
+            if f["n_mmaps_max"] == 65536 and f["arena_max"] == 0 and \
+                    mp_defaults_ok(f, p, initial=False):
+                out.append(r.start + off)
+    return out
+
+
+# ----------------------------------------------------------------- invariants
+def _region(regions: list[Region], addr: int) -> Optional[Region]:
+    for r in regions:
+        if r.start <= addr < r.end:
+            return r
+    return None
+
+
+def check_arena(target: Target, addr: int, p: Params, endian: str = "little",
+                is_main: bool = True) -> Optional[str]:
+    """None if ``addr`` holds a believable malloc_state, else what is wrong with it."""
+    L = layout("malloc_state", p.version, p.ptr_size, endian)
+    sz = p.ptr_size
+    regions = target.regions()
+    try:
+        f = L.parse(target.read(addr, L.size))
+    except TargetMemoryError:
+        return f"{addr:#x} is unreadable"
+    o_bins = L.offset("bins")
+
+    def bin_at(a: int, i: int) -> int:
+        return a + o_bins + (i - 1) * 2 * sz - 2 * sz
+
+    top, unused = f["top"], bin_at(addr, 1)
+    if f["max_system_mem"] < f["system_mem"] or f["system_mem"] >= 1 << (8 * sz - 2):
+        return f"system_mem {f['system_mem']:#x} is not believable"
+    if top == unused or (top == 0 and f["system_mem"] == 0):
+        if f["system_mem"]:
+            return "top is the initial dummy but system_mem is not 0"
+    else:
+        r = _region(regions, top)
+        if r is None or "w" not in r.perms:
+            return f"top {top:#x} is not in a writable mapping"
+        try:
+            tsize = int.from_bytes(target.read(top + sz, sz), endian) & ~7
+        except TargetMemoryError:
+            return f"top {top:#x} is unreadable"
+        if top + tsize > r.end:
+            return f"top chunk {top:#x} (size {tsize:#x}) runs past its mapping"
+    bins = f["bins"]
+    self_linked = 0
+    for i in range(1, 128):
+        fd, bk = bins[2 * (i - 1)], bins[2 * i - 1]
+        me = bin_at(addr, i)
+        if (fd == me) != (bk == me):
+            return f"bin {i}: one of fd/bk points to the bin, the other does not"
+        if fd == me:
+            self_linked += 1
+        elif fd == bk == 0 and top == 0:
+            continue  # malloc not initialised yet: bins are still zero
+        elif _region(regions, fd) is None or _region(regions, bk) is None:
+            return f"bin {i}: fd {fd:#x} / bk {bk:#x} point outside any mapping"
+    if top != unused and self_linked == 0 and f["system_mem"] == 0:
+        return "no bin is empty and system_mem is 0"
+    for head in f.get("fastbinsY", ()):  # the heads themselves are never mangled
+        if head and _region(regions, head) is None:
+            return f"fastbin head {head:#x} points outside any mapping"
+    if not is_main:
+        return None
+    nxt, seen = f["next"], {addr}
+    while nxt != addr:
+        if nxt in seen or len(seen) > MAX_ARENAS:
+            return "the arena list (next) does not return to main_arena"
+        seen.add(nxt)
+        try:
+            nf = L.parse(target.read(nxt, L.size))
+        except TargetMemoryError:
+            return f"arena {nxt:#x} on the next chain is unreadable"
+        if _region(regions, nf["top"]) is None:
+            return f"arena {nxt:#x} on the next chain has top {nf['top']:#x} outside memory"
+        nxt = nf["next"]
+    return None
+
+
+def check_mp(target: Target, addr: int, arena: int, p: Params,
+             endian: str = "little") -> Optional[str]:
+    """None if ``addr`` holds a believable malloc_par for main_arena at ``arena``."""
+    L = layout("malloc_par", p.version, p.ptr_size, endian)
+    La = layout("malloc_state", p.version, p.ptr_size, endian)
+    try:
+        f = L.parse(target.read(addr, L.size))
+        a = La.parse(target.read(arena, La.size))
+    except TargetMemoryError:
+        return f"{addr:#x} is unreadable"
+    if not mp_defaults_ok(f, p, initial=False):
+        return "its fields are not those of a malloc_par"
+    base, top = f["sbrk_base"], a["top"]
+    if a["system_mem"]:
+        if not base or not base <= top < base + a["system_mem"] + 4 * p.malloc_alignment:
+            return (f"sbrk_base {base:#x} does not hold main_arena's top {top:#x} "
+                    f"(system_mem {a['system_mem']:#x})")
+    return None
+
+
+# ----------------------------------------------------------------- tcache
+def tcache_chunk_size(p: Params, endian: str = "little") -> int:
+    L = layout("tcache_perthread_struct", p.version, p.ptr_size, endian)
+    req = L.size + p.ptr_size
+    return max(p.minsize, (req + p.align_mask) & ~p.align_mask)
+
+
+def check_tcache(target: Target, ptr: int, p: Params, endian: str = "little",
+                 dummy_ok: Optional[list[Region]] = None) -> Optional[str]:
+    """None if ``ptr`` is a tcache_perthread_struct in a heap chunk of the right size."""
+    sz = p.ptr_size
+    L = layout("tcache_perthread_struct", p.version, sz, endian)
+    regions = target.regions()
+    try:
+        f = L.parse(target.read(ptr, L.size))
+    except TargetMemoryError:
+        return f"{ptr:#x} is unreadable"
+    for e in f["entries"]:
+        if e and _region(regions, e) is None:
+            return f"entry {e:#x} points outside any mapping"
+    if dummy_ok and any(r.start <= ptr < r.end for r in dummy_ok):
+        if not any(f["entries"]):
+            return None  # 2.43's static dummy tcache, before first use
+    try:
+        size = int.from_bytes(target.read(ptr - sz, sz), endian) & ~7
+    except TargetMemoryError:
+        return f"{ptr:#x} has no readable chunk header"
+    want = tcache_chunk_size(p, endian)
+    if size != want:
+        return f"chunk at {ptr - 2 * sz:#x} has size {size:#x}, a tcache's is {want:#x}"
+    return None
+
+
+def tls_offsets(target: Target, facts: Optional[ElfFacts], bias: Optional[int],
+                sz: int) -> list[int]:
+    """Thread-pointer offsets of libc's TLS variables, from its TPOFF GOT slots."""
+    if facts is None or bias is None:
+        return []
+    out = []
+    mask = (1 << (8 * sz)) - 1
+    for vaddr, sign in facts.tpoff_slots:
+        try:
+            v = int.from_bytes(target.read(vaddr + bias, sz), "little")
+        except TargetMemoryError:
+            continue
+        if v >> (8 * sz - 1):
+            v -= mask + 1
+        off = v * sign
+        if -(1 << 20) < off < 0 and off not in out:
+            out.append(off)
+    return out
+
+
+def find_tcache_offset(target: Target, threads: list[Thread], p: Params,
+                       offsets: list[int], endian: str = "little",
+                       dummy_ok: Optional[list[Region]] = None
+                       ) -> tuple[Optional[int], str]:
+    """The thread-pointer offset at which every thread keeps its tcache pointer.
+
+    ``offsets`` come from libc's relocations; when they are empty, every word in the
+    ``TLS_SCAN`` bytes below the thread pointer is tried.  An offset wins when some
+    thread's value there is a valid tcache and no thread's value is a wrong one.
+    """
+    sz = p.ptr_size
+    tps = []
+    for t in threads:
+        try:
+            tp = target.thread_pointer(t)
+        except MultiheapError:
+            tp = None
+        if tp:
+            tps.append(tp)
+    if not tps:
+        return None, "no thread pointer (fs_base/gs_base) to find the TLS tcache with"
+    how = "libc's TPOFF relocations"
+    cands = offsets
+    if not cands:
+        how = f"a scan of {TLS_SCAN:#x} bytes below the thread pointer"
+        cands = list(range(-sz, -TLS_SCAN - 1, -sz))
+    best: Optional[int] = None
+    for off in cands:
+        good = 0
+        for tp in tps:
+            try:
+                v = int.from_bytes(target.read(tp + off, sz), endian)
+            except TargetMemoryError:
+                good = -1
+                break
+            if v == 0:
+                continue
+            if v & p.align_mask or check_tcache(target, v, p, endian, dummy_ok):
+                good = -1
+                break
+            good += 1
+        if good > 0:
+            if best is not None:
+                return None, f"two TLS words look like the tcache ({best:+#x}, {off:+#x})"
+            best = off
+    if best is None:
+        return None, f"no TLS word points at a tcache ({how})"
+    return best, f"thread pointer {best:+#x}, found by {how}"

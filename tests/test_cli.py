@@ -1,0 +1,357 @@
+"""The ``multiheap`` command line (gdb-mi backend) against the gdb host and the truth.
+
+For the same core file, every command's ``--json`` through the CLI equals what the gdb
+host prints; ``ptstats`` equals the target's own mallinfo2; ``--run`` and ``--pid``
+work on live processes; bad input is one line and exit 2; no gdb is ever left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import pytest
+from conftest import JSON_COMMANDS
+from harness import BUILD_DIR, VENV, Truth, build, run_gdb
+
+CLI = VENV / "bin" / "multiheap"
+TAG = "MULTIHEAP_CLI_TEST"
+# Fields that name the host rather than describe the heap.
+HOST_FIELDS = {"ptconfig": ("adapter", "state")}
+
+
+def cli_env(tag: str, **extra: str) -> dict[str, str]:
+    """Environment for a CLI run; gdb inherits the tag, so leftovers can be found."""
+    return dict(os.environ, LC_ALL="C.UTF-8", MULTIHEAP_HISTORY=os.devnull, **{TAG: tag},
+                **extra)
+
+
+def tagged_pids(tag: str) -> list[int]:
+    """Processes (gdb, programs it started) whose environment carries ``tag``."""
+    needle = f"{TAG}={tag}".encode()
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = f.read()
+            with open(f"/proc/{d}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and state != "Z":
+            out.append(int(d))
+    return out
+
+
+def multiheap(*args: str, stdin: Optional[str] = None, timeout: float = 120,
+              tag: Optional[str] = None) -> subprocess.CompletedProcess:
+    """Run the CLI; afterwards, check that none of its processes is left."""
+    tag = tag or uuid.uuid4().hex
+    p = subprocess.run([str(CLI), *args], input=stdin, capture_output=True, text=True,
+                       timeout=timeout, env=cli_env(tag))
+    assert "Traceback" not in p.stderr, p.stderr
+    assert_gone(tag)
+    return p
+
+
+def assert_gone(tag: str, wait: float = 5.0) -> None:
+    deadline = time.monotonic() + wait
+    while tagged_pids(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tagged_pids(tag) == [], "processes left behind"
+
+
+def one_json(p: subprocess.CompletedProcess) -> dict:
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("\n") == 1, p.stdout[:500]
+    return json.loads(p.stdout)
+
+
+def heap_only(cmd: str, doc: dict) -> dict:
+    doc = dict(doc)
+    for k in HOST_FIELDS.get(cmd.split()[0], ()):
+        doc.pop(k, None)
+    return doc
+
+
+def core_of(run) -> tuple[Path, Path]:
+    """(core, exe) of a conftest (live, core) pair: the live run wrote the core."""
+    assert run.core is not None and run.core.exists()
+    exe = BUILD_DIR / run.core.name.rsplit("-", 1)[0]
+    assert exe.exists(), exe
+    return run.core, exe
+
+
+# -- the same core: CLI == gdb host ------------------------------------------------------
+
+def test_every_command_json_equals_gdb_host_on_a_core(threads):
+    live, dead = threads
+    core, exe = core_of(live)
+    for cmd in JSON_COMMANDS:
+        mine = one_json(multiheap("--core", str(core), "--exe", str(exe), *cmd.split()))
+        theirs = dead.json(cmd)
+        assert heap_only(cmd, mine) == heap_only(cmd, theirs), cmd
+        if cmd.startswith("ptconfig"):
+            assert (mine["adapter"], mine["state"]) == ("gdb-mi", "core")
+
+
+def test_ptstats_equals_the_targets_mallinfo2_on_a_core(threads):
+    live, _ = threads
+    core, _exe = core_of(live)  # the core names its executable: no --exe
+    doc = one_json(multiheap("--core", str(core), "ptstats", "--json"))
+    assert doc["mallinfo2"] == live.truth.mallinfo2
+
+
+def test_i386_core_through_the_shell_equals_gdb_host(basic32):
+    """One CLI process, every command on stdin (the non-interactive shell)."""
+    live, dead = basic32
+    core, exe = core_of(live)
+    p = multiheap("--core", str(core), "--exe", str(exe), stdin="\n".join(JSON_COMMANDS) + "\n")
+    assert p.returncode == 0, p.stderr
+    docs = [json.loads(line) for line in p.stdout.splitlines()]
+    assert len(docs) == len(JSON_COMMANDS)
+    for cmd, mine in zip(JSON_COMMANDS, docs):
+        assert heap_only(cmd, mine) == heap_only(cmd, dead.json(cmd)), cmd
+    assert docs[JSON_COMMANDS.index("ptstats --json")]["mallinfo2"] == live.truth.mallinfo2
+
+
+def test_address_commands_equal_gdb_host(basic):
+    live, _ = basic
+    core, exe = core_of(live)
+    t = live.truth
+    freed = t.mems("binned")[0]
+    cmds = [f"ptchunk {freed:#x} -c 3 --json", f"ptchunk {freed:#x} -m -x --json",
+            "pttcache -t 1 --json", "ptbin -i 1 --json", "ptarena --json", "ptlist -c 5 --json"]
+    host = run_gdb(exe, "basic", cmds, core=core, truth=t)
+    for cmd in cmds:
+        mine = one_json(multiheap("--core", str(core), *cmd.split()))
+        assert mine == host.json(cmd), cmd
+
+
+# -- live: --run and --pid ---------------------------------------------------------------
+
+def _normalise_tids(doc, tids: dict[int, int]):
+    """Thread ids differ between two runs of a program: number them by first sight."""
+    if isinstance(doc, dict):
+        return {k: (tids.setdefault(v, len(tids)) if k == "tid" else _normalise_tids(v, tids))
+                for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_normalise_tids(v, tids) for v in doc]
+    return doc
+
+
+def test_run_equals_gdb_host_live_and_mallinfo2(basic, tmp_path):
+    live, _ = basic
+    exe = build("scenario")
+    truth = tmp_path / "truth.json"
+    p = multiheap("--run", f"{exe} basic {truth}", "--break", "checkpoint",
+                  stdin="\n".join(JSON_COMMANDS) + "\n")
+    assert p.returncode == 0, p.stderr
+    docs = [json.loads(line) for line in p.stdout.splitlines()]
+    assert len(docs) == len(JSON_COMMANDS)
+    mine_truth = Truth.load(truth)
+    assert docs[JSON_COMMANDS.index("ptstats --json")]["mallinfo2"] == mine_truth.mallinfo2
+    assert docs[0]["state"] == "live"
+    for cmd, mine in zip(JSON_COMMANDS, docs):
+        theirs = live.json(cmd)
+        assert _normalise_tids(heap_only(cmd, mine), {}) == \
+            _normalise_tids(heap_only(cmd, theirs), {}), cmd
+
+
+def test_run_one_command(tmp_path):
+    exe = build("scenario")
+    truth = tmp_path / "truth.json"
+    doc = one_json(multiheap("--run", f"{exe} threads {truth}", "--break", "checkpoint",
+                             "ptstats", "--json"))
+    assert doc["mallinfo2"] == Truth.load(truth).mallinfo2
+
+
+def _proc_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def _wait_file(path: Path, proc: subprocess.Popen, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, "holder exited"
+        assert time.monotonic() < deadline, f"no {path}"
+        time.sleep(0.02)
+    return json.loads(path.read_text())
+
+
+def test_attach_reads_and_leaves_the_process_running(tmp_path):
+    exe = build("holder")
+    truth = tmp_path / "truth.json"
+    proc = subprocess.Popen([str(exe), str(truth)])
+    try:
+        before = _wait_file(truth, proc)
+        assert before["pid"] == proc.pid
+        first = one_json(multiheap("--pid", str(proc.pid), "ptstats", "--json"))
+        assert first["mallinfo2"] == before["mallinfo2"]
+        # detached: running (sleeping in nanosleep), not stopped or traced
+        time.sleep(0.1)
+        assert _proc_state(proc.pid) in ("S", "R"), _proc_state(proc.pid)
+        with open(f"/proc/{proc.pid}/status") as f:
+            assert "TracerPid:\t0\n" in f.read()
+        lst1 = one_json(multiheap("--pid", str(proc.pid), "ptlist", "--json"))
+        lst2 = one_json(multiheap("--pid", str(proc.pid), "ptlist", "--json"))
+        assert lst1 == lst2  # the heap is what it was
+        # it still runs: it answers a signal with a fresh report, and its heap is unchanged
+        os.kill(proc.pid, signal.SIGUSR1)
+        after = _wait_file(Path(str(truth) + ".again"), proc)
+        assert after["mallinfo2"] == before["mallinfo2"]
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+def _bad(*args: str, env_path: Optional[str] = None) -> str:
+    tag = uuid.uuid4().hex
+    env = cli_env(tag) if env_path is None else cli_env(tag, PATH=env_path)
+    p = subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=60, env=env)
+    assert_gone(tag)
+    assert p.returncode == 2, (args, p.returncode, p.stderr)
+    assert p.stdout == ""
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("multiheap: "), p.stderr
+    assert "Traceback" not in p.stderr
+    return lines[0]
+
+
+def test_bad_cores(basic, tmp_path):
+    live, _ = basic
+    core, exe = core_of(live)
+    assert "does not exist" in _bad("--core", str(tmp_path / "nope"), "ptstats")
+    cut = tmp_path / "cut.core"
+    cut.write_bytes(core.read_bytes()[: core.stat().st_size // 2])
+    assert "truncated" in _bad("--core", str(cut), "ptstats")
+    assert "not a core" in _bad("--core", str(exe), "ptstats")
+    other = build("holder")
+    assert "not made from" in _bad("--core", str(core), "--exe", str(other), "ptstats")
+
+
+def test_bad_pids(tmp_path):
+    assert "no process" in _bad("--pid", "999999999", "ptstats")
+    assert "not a process id" in _bad("--pid", "abc", "ptstats")
+    # a zombie cannot be traced
+    z = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while _proc_state(z.pid) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        assert "exited" in _bad("--pid", str(z.pid), "ptstats")
+    finally:
+        z.wait()
+    # a process another tracer holds cannot be attached
+    traced = subprocess.Popen(
+        [sys.executable, "-c", "import ctypes, os, signal; "
+         "ctypes.CDLL(None).ptrace(0, 0, 0, 0); os.kill(os.getpid(), signal.SIGSTOP)"])
+    try:
+        deadline = time.monotonic() + 10
+        while _proc_state(traced.pid) not in ("t", "T") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "already traced" in _bad("--pid", str(traced.pid), "ptstats")
+    finally:
+        traced.kill()
+        traced.wait()
+
+
+def test_bad_usage_and_missing_gdb(basic):
+    live, _ = basic
+    core, _exe = core_of(live)
+    assert "give a target" in _bad("ptstats")
+    assert "unknown command" in _bad("--core", str(core), "ptnothing")
+    assert "--break goes with --run" in _bad("--core", str(core), "--break", "main", "ptstats")
+    assert "no adapter" in _bad("--backend", "nosuch", "--core", str(core), "ptstats")
+    assert "gdb is not installed" in _bad("--core", str(core), "ptstats", env_path="/nonexistent")
+    assert "exited" in _bad("--run", "true")
+    assert "not found" in _bad("--run", "/nonexistent/prog")
+
+
+def test_command_error_is_one_json_document_and_exit_2(basic):
+    live, _ = basic
+    core, _exe = core_of(live)
+    p = multiheap("--core", str(core), "ptchunk", "no_such_symbol", "--json")
+    assert p.returncode == 2
+    doc = json.loads(p.stdout)
+    assert doc["command"] == "ptchunk" and "no_such_symbol" in doc["error"]
+    assert len(p.stderr.splitlines()) == 1
+
+
+# -- Ctrl-C: nothing left behind -----------------------------------------------------------
+
+def _start(args: list[str], tag: str) -> subprocess.Popen:
+    return subprocess.Popen([str(CLI), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env(tag))
+
+
+def _wait_for(pred, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_in_the_shell_leaves_no_gdb(basic):
+    live, _ = basic
+    core, _exe = core_of(live)
+    tag = uuid.uuid4().hex
+    p = _start(["--core", str(core)], tag)
+    try:
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.write("pthelp --json\n")
+        p.stdin.flush()
+        assert json.loads(p.stdout.readline())["command"] == "pthelp"  # the shell is up
+        assert tagged_pids(tag), "no gdb while the shell runs"
+        p.send_signal(signal.SIGINT)
+        assert p.wait(30) == 130
+        assert "Traceback" not in p.stderr.read()  # type: ignore[union-attr]
+    finally:
+        p.kill()
+        p.wait()
+    assert_gone(tag)
+
+
+def test_ctrl_c_while_the_program_runs_leaves_nothing():
+    tag = uuid.uuid4().hex
+    p = _start(["--run", "sleep 600", "ptstats"], tag)
+    try:
+        # gdb and the program it started (sleep) are both up
+        _wait_for(lambda: len(tagged_pids(tag)) >= 2)
+        p.send_signal(signal.SIGINT)
+        assert p.wait(30) == 130
+        err = p.stderr.read()  # type: ignore[union-attr]
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    finally:
+        p.kill()
+        p.wait()
+    assert_gone(tag)
+
+
+def test_shell_completion_and_options():
+    from multiheap.shell import complete, options_of
+
+    assert "ptchunk" in complete("", "ptc")
+    assert complete("", "ptch") == ["ptchunk"]
+    assert "--json" in options_of("ptstats")
+    assert "-c" in complete("ptchunk 0x10 ", "-")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["init", "gdb"]])
+def test_help_and_init(args):
+    p = multiheap(*args)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout

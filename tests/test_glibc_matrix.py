@@ -1,0 +1,116 @@
+"""Every glibc we can run, with and without its debug info, against its own truth.
+
+Cells: {2.31, 2.41, 2.43 (Debian's, unpacked by scripts/install/glibcs.sh), 2.36 (the
+system's)} x {debug info, none}, plus i386 on the system glibc.  "none" points gdb's
+debug-file-directory at an empty folder, so neither that build's nor the system's
+libc6-dbg is found and multiheap must use its heuristics.  Each cell is one gdb
+session on the threaded scenario (several arenas, a tcache per thread); its program
+is built once per glibc.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import pytest
+from glibcbuilds import other_builds
+from harness import BUILD_DIR, GlibcBuild, Run, build, run_gdb
+
+COMMANDS = ["ptconfig --json", "ptstats --json", "ptfree --json", "ptbin --json",
+            "ptfast --json", "pttcache --json", "ptarena -l --json", "ptparam --json"]
+BUILDS = {b.version: b for b in other_builds()}
+CELLS = [(v, dbg) for v in sorted(BUILDS) + ["system", "i386"] for dbg in (True, False)]
+
+
+def _empty_dir() -> Path:
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    d = BUILD_DIR / "no-debug-info"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+_RUNS: dict[tuple[str, bool], Run] = {}
+
+
+def cell_run(glibc: str, debug: bool) -> Run:
+    key = (glibc, debug)
+    if key not in _RUNS:
+        b: Optional[GlibcBuild] = BUILDS.get(glibc)
+        exe = build("scenario", m32=glibc == "i386", glibc=b)
+        ddir = (b.debug_dir if b else Path("/usr/lib/debug")) if debug else _empty_dir()
+        # safe-path: let gdb load that glibc's own libthread_db (TLS through debug info);
+        # no debug info also means multiheap's own build-id reader finds none
+        if not debug:
+            os.environ["MULTIHEAP_NO_DEBUG_FILES"] = "1"
+        try:
+            _RUNS[key] = run_gdb(exe, "threads", COMMANDS,
+                                 pre=(f"set debug-file-directory {ddir}",
+                                      "set auto-load safe-path /"))
+        finally:
+            os.environ.pop("MULTIHEAP_NO_DEBUG_FILES", None)
+    return _RUNS[key]
+
+
+@pytest.fixture(params=CELLS, ids=[f"{v}-{'debug' if d else 'nodebug'}" for v, d in CELLS])
+def cell(request) -> tuple[Run, bool]:
+    glibc, debug = request.param
+    return cell_run(glibc, debug), debug
+
+
+def test_config_says_how(cell):
+    run, debug = cell
+    cfg = run.json("ptconfig --json")
+    assert cfg["glibc"] == run.truth.glibc
+    st = cfg["structures"]
+    for name in ("main_arena", "mp_"):
+        want = "debug info" if debug else "heuristic"
+        assert st[name]["how"].startswith(want), st
+    # The tcache is a TLS variable: gdb reads it through libthread_db, which it cannot
+    # load for a glibc newer than its own (2.43 here); heuristics step in there.
+    tc = st["tcache"]
+    assert tc["how"].startswith(("debug info", "heuristic") if debug else "heuristic"), st
+    assert tc["threads_found"] == tc["threads"] == run.truth.threads + 1
+
+
+def test_mallinfo_equals_the_targets_own(cell):
+    run, _ = cell
+    assert run.json("ptstats --json")["mallinfo2"] == run.truth.mallinfo2
+
+
+def test_bins_and_fastbins_match_malloc_info(cell):
+    run, _ = cell
+    arenas = run.json("ptarena -l --json")["arenas"]
+    bins = run.json("ptbin --json")["arenas"]
+    fast = run.json("ptfast --json")
+    assert len(arenas) == len(bins) == len(run.truth.arenas) == run.truth.threads + 1
+    has_fast = run.truth.version < (2, 43)
+    for i, (a, b, theirs) in enumerate(zip(arenas, bins, run.truth.arenas)):
+        count = sum(x["count"] for x in b["bins"])
+        size = sum(c["size"] for x in b["bins"] for c in x["chunks"])
+        assert count == theirs.rest_count - 1, f"arena {i}"  # malloc_info counts top
+        assert size + count + a["top_size"] == theirs.rest_size, f"arena {i}"
+        assert a["system_mem"] == theirs.system_current
+        if has_fast:
+            fb = fast["arenas"][i]["fastbins"]
+            assert sum(x["count"] for x in fb) == theirs.fast_count, f"arena {i}"
+            assert sum(c["size"] for x in fb for c in x["chunks"]) == theirs.fast_size
+    if not has_fast:
+        assert theirs.fast_count == 0
+        assert "no fastbins" in repr(fast)
+
+
+def test_tcache_holds_the_truths_records(cell):
+    run, _ = cell
+    t = run.truth
+    tcaches = run.json("pttcache --json")["tcaches"]
+    assert len(tcaches) == t.threads + 1
+    by_tid = {tc["tid"]: {c["mem"] for b in tc["bins"] for c in b["chunks"]} for tc in tcaches}
+    expected: dict[int, set[int]] = {}
+    for r in t.records:
+        if r["kind"] == "tcache" or (r["kind"] == "fast_or_tcache" and t.version >= (2, 43)):
+            expected.setdefault(r["tid"], set()).add(r["mem"])
+    assert len(expected) == t.threads + 1
+    for tid, mems in expected.items():
+        assert mems <= by_tid[tid], f"thread {tid}"
