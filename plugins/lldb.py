@@ -29,7 +29,14 @@ if __name__ == "lldb":  # `command script import`: we are running inside lldb's 
             if spec is not None:
                 g.update(__file__=init, __spec__=spec, __loader__=spec.loader,
                          __package__="lldb", __cached__=spec.cached)
-        if importlib.util.find_spec("multiheap") is None:
+        # The venv goes on sys.path even when some "multiheap" is importable already
+        # (lldb puts "." on sys.path: a checkout there lacks the installed
+        # multiheap.adapters / multiheap.plugins mapping that the venv provides).
+        try:
+            found = importlib.util.find_spec("multiheap.plugins") is not None
+        except ImportError:
+            found = False
+        if not found:
             ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
             for venv in (os.environ.get("MULTIHEAP_VENV", ""), os.path.join(here, "..", ".venv")):
                 if not venv:
@@ -43,7 +50,6 @@ if __name__ == "lldb":  # `command script import`: we are running inside lldb's 
                 os.path.isfile(os.path.join(repo, "multiheap", "__init__.py")):
             sys.path.append(repo)  # a checkout used without installing
             importlib.invalidate_caches()
-        importlib.import_module("multiheap")
         importlib.import_module("multiheap.plugins.lldb")
 
     def __lldb_init_module(debugger, internal_dict) -> None:  # noqa: N807
