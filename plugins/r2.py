@@ -10,6 +10,7 @@ expressions (``rax``, ``sym.foo+8``).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Optional
 
@@ -21,9 +22,19 @@ def _evaluate(target, expr: str) -> int:
         pass
     if any(c in expr for c in ";|`~@>\n"):
         raise ValueError(f"not an address expression: {expr!r}")
-    flag_or_reg = target.cmd(f"?v {expr} 2>/dev/null").strip()
+    # r2 prints errors for unknown names on its own stderr (and `2>` redirection loses
+    # the answer), so every name is checked first: a register or an existing flag
+    regs: Optional[set[str]] = None
+    for name in re.findall(r"(?<![\w$])[A-Za-z_][\w.]*", expr):
+        if re.fullmatch(r"0x[0-9a-fA-F]+", name):
+            continue
+        if regs is None:
+            regs = set(target.cmd("drl").split())
+        if name not in regs and target.cmd(f"fd {name}").strip() != name:
+            raise ValueError(f"r2 knows no register or flag {name!r}")
+    answer = target.cmd(f"?v {expr}").strip()
     try:
-        value = int(flag_or_reg, 16)
+        value = int(answer, 16)
     except ValueError:
         value = 0
     if value == 0:
