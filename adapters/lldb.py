@@ -169,8 +169,10 @@ class LldbTarget:
 
         Only for ranges that lie in non-executable mappings: lldb's breakpoints patch
         code, and its own reads hide them, so code always goes through lldb.
+        ``MULTIHEAP_LLDB_NO_PROC_MEM=1`` turns this off (everything through lldb).
         """
-        if self.state != "live" or self._target().GetPlatform().GetName() != "host":
+        if os.environ.get("MULTIHEAP_LLDB_NO_PROC_MEM") or self.state != "live" or \
+                self._target().GetPlatform().GetName() != "host":
             return None
         end = addr + size
         pos = addr
