@@ -45,6 +45,7 @@ class ElfFacts:
     data: list[tuple[int, bytes]]  # (vaddr, initial bytes) of .data, addends applied
     tpoff_slots: list[tuple[int, int]]  # (GOT slot vaddr, +1 add / -1 subtract)
     objects: dict[str, int] = field(default_factory=dict)  # .dynsym data objects
+    tls_size: int = 0  # PT_TLS memsz rounded to its alignment (0: no TLS segment)
 
 
 @lru_cache(maxsize=8)
@@ -60,6 +61,8 @@ def _read_elf(path: str, mtime: float) -> Optional[ElfFacts]:
         with open(path, "rb") as fh:
             elf = ELFFile(fh)
             loads = [s["p_vaddr"] for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+            tls = [-(-s["p_memsz"] // max(1, s["p_align"])) * max(1, s["p_align"])
+                   for s in elf.iter_segments() if s["p_type"] == "PT_TLS"]
             data = []
             for name in (".data",):
                 sec = elf.get_section_by_name(name)
@@ -82,7 +85,8 @@ def _read_elf(path: str, mtime: float) -> Optional[ElfFacts]:
                         if s["st_info"]["type"] == "STT_OBJECT" and s["st_value"]:
                             objects[s.name] = s["st_value"]
             return ElfFacts(path, elf["e_type"] == "ET_DYN", min(loads) & ~0xFFF if loads
-                            else 0, [(a, bytes(b)) for a, b in data], slots, objects)
+                            else 0, [(a, bytes(b)) for a, b in data], slots, objects,
+                            tls[0] if tls else 0)
     except (OSError, ELFError, ValueError, KeyError, struct.error):
         return None
 
@@ -387,13 +391,15 @@ def tls_offsets(target: Target, facts: Optional[ElfFacts], bias: Optional[int],
 
 def find_tcache_offset(target: Target, threads: list[Thread], p: Params,
                        offsets: list[int], endian: str = "little",
-                       dummy_ok: Optional[list[Region]] = None
+                       dummy_ok: Optional[list[Region]] = None, scan: int = TLS_SCAN
                        ) -> tuple[Optional[int], str]:
     """The thread-pointer offset at which every thread keeps its tcache pointer.
 
     ``offsets`` come from libc's relocations; when they are empty, every word in the
-    ``TLS_SCAN`` bytes below the thread pointer is tried.  An offset wins when some
-    thread's value there is a valid tcache and no thread's value is a wrong one.
+    ``scan`` bytes below the thread pointer is tried (a static executable's TLS block
+    sits right there).  An offset is valid when some thread's value there is a tcache
+    and no thread's value is a wrong one; the one valid in most threads wins, the
+    nearest to the thread pointer on a tie.
     """
     sz = p.ptr_size
     tps = []
@@ -409,9 +415,9 @@ def find_tcache_offset(target: Target, threads: list[Thread], p: Params,
     how = "libc's TPOFF relocations"
     cands = offsets
     if not cands:
-        how = f"a scan of {TLS_SCAN:#x} bytes below the thread pointer"
-        cands = list(range(-sz, -TLS_SCAN - 1, -sz))
-    best: Optional[int] = None
+        how = f"a scan of {scan:#x} bytes below the thread pointer"
+        cands = list(range(-sz, -scan - 1, -sz))
+    scores: list[tuple[int, int]] = []
     for off in cands:
         good = 0
         for tp in tps:
@@ -427,9 +433,8 @@ def find_tcache_offset(target: Target, threads: list[Thread], p: Params,
                 break
             good += 1
         if good > 0:
-            if best is not None:
-                return None, f"two TLS words look like the tcache ({best:+#x}, {off:+#x})"
-            best = off
-    if best is None:
+            scores.append((good, off))
+    if not scores:
         return None, f"no TLS word points at a tcache ({how})"
+    best = max(scores, key=lambda s: (s[0], s[1]))[1]
     return best, f"thread pointer {best:+#x}, found by {how}"

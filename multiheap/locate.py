@@ -142,11 +142,12 @@ def _guess_mp(target: Target, p: Params, endian: str, arena: int,
     L = layout("malloc_par", p.version, p.ptr_size, endian)
     tried: list[str] = []
     if lf is not None and lf.facts is not None and lf.bias is not None:
+        name = "the executable" if lf.static else "libc"
         for c in heuristics.mp_candidates_in_file(lf.facts, L, p):
             addr = c + lf.bias
             bad = heuristics.check_mp(target, addr, arena, p, endian)
             if bad is None:
-                return addr, ("heuristic: libc's .data, mp_'s default values; "
+                return addr, (f"heuristic: {name}'s .data, mp_'s default values; "
                               "sbrk_base agrees with main_arena")
             tried.append(f"{addr:#x}: {bad}")
     for addr in heuristics.mp_candidates_in_memory(target, _libc_regions(target, lf), L, p):
@@ -217,8 +218,11 @@ def guess_tcache_offset(target: Target, cfg: Config,
                                          lf.bias if lf else None, cfg.ptr_size)
         dummy = [r for r in target.regions()
                  if lf is not None and heuristics._same_file(r.name, lf.path)]
+        scan = heuristics.TLS_SCAN
+        if lf is not None and lf.static and lf.facts is not None and lf.facts.tls_size:
+            scan = lf.facts.tls_size  # the executable's TLS block ends at the pointer
         off, how = heuristics.find_tcache_offset(target, threads, cfg.params, offsets,
-                                                 cfg.endian, dummy)
+                                                 cfg.endian, dummy, scan)
         cfg._tcache_guess = (off, "heuristic: " + how if off is not None else how)
     return cfg._tcache_guess
 

@@ -5,12 +5,14 @@ system's)} x {debug info, none}, plus i386 on the system glibc.  "none" points g
 debug-file-directory at an empty folder, so neither that build's nor the system's
 libc6-dbg is found and multiheap must use its heuristics.  Each cell is one gdb
 session on the threaded scenario (several arenas, a tcache per thread); its program
-is built once per glibc.
+is built once per glibc.  One more cell: a static executable (system glibc) with
+every symbol but the breakpoint's stripped.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +24,7 @@ COMMANDS = ["ptconfig --json", "ptstats --json", "ptfree --json", "ptbin --json"
             "ptfast --json", "pttcache --json", "ptarena -l --json", "ptparam --json"]
 BUILDS = {b.version: b for b in other_builds()}
 CELLS = [(v, dbg) for v in sorted(BUILDS) + ["system", "i386"] for dbg in (True, False)]
+CELLS.append(("static", False))
 
 
 def _empty_dir() -> Path:
@@ -38,7 +41,13 @@ def cell_run(glibc: str, debug: bool) -> Run:
     key = (glibc, debug)
     if key not in _RUNS:
         b: Optional[GlibcBuild] = BUILDS.get(glibc)
-        exe = build("scenario", m32=glibc == "i386", glibc=b)
+        exe = build("scenario", m32=glibc == "i386", glibc=b,
+                    cflags=("-static",) if glibc == "static" else ())
+        if glibc == "static":  # no symbol left but the breakpoint's
+            stripped = exe.with_name(exe.name + "-stripped")
+            subprocess.run(["objcopy", "--strip-all", "--keep-symbol=checkpoint",
+                            str(exe), str(stripped)], check=True)
+            exe = stripped
         ddir = (b.debug_dir if b else Path("/usr/lib/debug")) if debug else _empty_dir()
         # safe-path: let gdb load that glibc's own libthread_db (TLS through debug info);
         # no debug info also means multiheap's own build-id reader finds none
