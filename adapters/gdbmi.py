@@ -33,6 +33,7 @@ TIMEOUT = 120.0
 _HEXREAD = re.compile(r'begin="0x([0-9a-f]+)",offset="0x([0-9a-f]+)",end="0x([0-9a-f]+)",'
                       r'contents="([0-9a-f]*)"')
 _LWP = re.compile(r"LWP (\d+)|process (\d+)")
+_HANDLE = re.compile(r"Thread (0x[0-9a-f]+)")
 
 
 class GdbMiError(MultiheapError):
@@ -206,6 +207,7 @@ class GdbMiTarget:
         self._ptr: Optional[int] = None
         self._arch: Optional[str] = None
         self._pid: Optional[int] = None
+        self._handles: dict[int, int] = {}  # thread number -> pthread_t, from gdb's names
         self._closed = False
 
     # the machine --------------------------------------------------------------------
@@ -357,18 +359,30 @@ class GdbMiTarget:
     def threads(self) -> list[Thread]:
         payload, _ = self.mi.request("-thread-info")
         out = []
+        self._handles = {}
         for t in payload.get("threads", []):
-            m = _LWP.search(t.get("target-id", ""))
+            target_id = t.get("target-id", "")
+            m = _LWP.search(target_id)
             tid = int(m.group(1) or m.group(2)) if m else (self.pid or 0)
             out.append(Thread(int(t["id"]), tid, t.get("name", "")))
+            h = _HANDLE.search(target_id)
+            if h:
+                self._handles[int(t["id"])] = int(h.group(1), 16)
         return sorted(out, key=lambda t: t.num)
 
     def thread_pointer(self, thread: Thread) -> Optional[int]:
+        """$fs_base / $gs_base; else pthread_t (the thread pointer on x86), as gdb names
+        the thread (``Thread 0x... (LWP n)``): i386 gdb has no $gs_base."""
         reg = "$fs_base" if self.arch == "x86_64" else "$gs_base"
         try:
-            return gdbtext.parse_value(self._eval(reg, thread.num), 8 * self.pointer_size)
+            v = gdbtext.parse_value(self._eval(reg, thread.num), 8 * self.pointer_size)
         except GdbMiError:
-            return None
+            v = None
+        if v is not None:
+            return v
+        if thread.num not in self._handles:
+            self.threads()
+        return self._handles.get(thread.num)
 
     def tls_symbol(self, name: str, thread: Thread) -> Optional[int]:
         try:
