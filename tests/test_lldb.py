@@ -107,7 +107,15 @@ def normalize(doc, drop: tuple[str, ...] = ()):
 BAD = ["ptchunk 0x10", "ptchunk nosuchvar", "ptchunk (long)malloc(16)", "ptchunk -c",
        "ptchunk main_arena", "ptarena 0x1234", "ptbin -i notanumber", 'ptchunk "open',
        "ptchunk 0xffffffffffffff00"]
-EXPRS = ["ptchunk -m recs[3].mem --json", "ptchunk -m $rdi --json", "ptchunk &main_arena",
+# The adapter's /proc/PID/mem path gives what lldb's own read gives for the heap, and
+# refuses code (where lldb's breakpoints patch memory).
+PROC_MEM = ("script from multiheap.adapters import lldb as A; t = A.LldbTarget(lldb.debugger); "
+            "h = [x for x in t.regions() if x.name == '[heap]'][0]; "
+            "a = t._read_proc_mem(lldb.process, h.start, h.size); e = lldb.SBError(); "
+            "b = bytes(lldb.process.ReadMemory(h.start, h.size, e)); "
+            "c = [x for x in t.regions() if 'x' in x.perms][0]; "
+            "print('PROCMEM', a == b, len(a), t._read_proc_mem(lldb.process, c.start, c.size))")
+EXPRS = [PROC_MEM, "ptchunk -m recs[3].mem --json", "ptchunk -m $rdi --json", "ptchunk &main_arena",
          "help ptchunk", "ptstats  --json"]  # (two spaces: run again after the others)
 
 
@@ -138,9 +146,12 @@ def lldb_threads(threads):
 
 @pytest.fixture(scope="module")
 def lldb_i386(basic32):
+    """lldb's (live, core) runs of the threaded i386 scenario (no gs base in lldb 16)."""
     exe = build("scenario", m32=True)
-    return run_lldb(exe, "threads", JSON_COMMANDS, core=_core_of(basic32),
+    live = run_lldb(exe, "threads", JSON_COMMANDS)
+    core = run_lldb(exe, "threads", JSON_COMMANDS, core=_core_of(basic32),
                     truth=basic32[0].truth)
+    return live, core
 
 
 def _equal_json(mine: Run, theirs: Run, drop: tuple[str, ...] = ()) -> None:
@@ -176,8 +187,8 @@ def test_threads_core_json_equals_gdb(threads, lldb_threads):
 
 
 def test_i386_core_json_equals_gdb(basic32, lldb_i386):
-    assert lldb_i386.json("ptconfig --json")["arch"] == "i386"
-    _equal_json(lldb_i386, basic32[1])
+    assert lldb_i386[1].json("ptconfig --json")["arch"] == "i386"
+    _equal_json(lldb_i386[1], basic32[1])
 
 
 # --- the program's own truth ----------------------------------------------------------
@@ -188,10 +199,13 @@ def test_mallinfo2_equals_the_targets_own(lldb_basic, lldb_threads, which):
         assert run.json("ptstats --json")["mallinfo2"] == run.truth.mallinfo2
 
 
-def test_each_threads_tcache_live(lldb_threads):
+@pytest.mark.parametrize("arch", ["x86_64", "i386"])
+def test_each_threads_tcache_live(lldb_threads, lldb_i386, arch):
     """A live threaded run (its addresses are its own): each thread's tcache, by tid."""
-    run = lldb_threads[0]
+    run = (lldb_threads if arch == "x86_64" else lldb_i386)[0]
     t = run.truth
+    assert run.json("ptconfig --json")["arch"] == arch
+    assert run.json("ptstats --json")["mallinfo2"] == t.mallinfo2
     cfg = run.json("ptconfig --json")["structures"]["tcache"]
     assert cfg["threads_found"] == cfg["threads"] == t.threads + 1
     tcaches = run.json("pttcache --json")["tcaches"]
@@ -233,6 +247,11 @@ def test_lldb_expressions_as_addresses(lldb_basic):
     # $rdi holds checkpoint()'s argument, the mode string: not in any heap, still read
     assert live.error("ptchunk -m $rdi --json") is None
     assert "0x" in live.out("ptchunk &main_arena")
+
+
+def test_proc_mem_reads_equal_lldbs(lldb_basic):
+    out = lldb_basic[0].out(PROC_MEM).split()
+    assert out[:2] == ["PROCMEM", "True"] and int(out[2]) > 0 and out[3] == "None", out
 
 
 def test_help_is_the_parser_help(lldb_basic):
