@@ -24,7 +24,13 @@ from typing import Optional
 from pygdbmi.gdbmiparser import parse_response
 
 from multiheap.adapters import gdbtext
-from multiheap.adapters.elffile import BadInputError, check_core_matches, inspect_core
+from multiheap.adapters.elffile import (
+    PT_LOAD,
+    BadInputError,
+    check_core_matches,
+    inspect_core,
+    read_elf,
+)
 from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError
 from multiheap.target import Module, Region, Thread, TypeLayout
 
@@ -208,7 +214,16 @@ class GdbMiTarget:
         self._arch: Optional[str] = None
         self._pid: Optional[int] = None
         self._handles: dict[int, int] = {}  # thread number -> pthread_t, from gdb's names
+        self._core_fd: Optional[int] = None
+        self._core_segments: list[tuple[int, int, int]] = []  # (vaddr, filesz, offset)
         self._closed = False
+
+    def use_core_file(self, path: str) -> None:
+        """Let bulk reads come from the core file itself (sorted PT_LOAD segments)."""
+        elf = read_elf(path)
+        self._core_segments = sorted((va, fs, off) for pt, off, va, fs, _ms in elf.phdrs
+                                     if pt == PT_LOAD and fs)
+        self._core_fd = os.open(path, os.O_RDONLY)
 
     # the machine --------------------------------------------------------------------
     def _eval(self, expr: str, thread: Optional[int] = None) -> str:
@@ -261,7 +276,26 @@ class GdbMiTarget:
             return b""
         if size <= SMALL_READ:
             return self._read_hex(addr, size)
+        if self._core_fd is not None:
+            data = self._read_core(addr, size)
+            if data is not None:
+                return data
         return self._read_dump(addr, size)
+
+    def _read_core(self, addr: int, size: int) -> Optional[bytes]:
+        """Bulk bytes straight from the core file's segments (what gdb would read from
+        it too), when they hold the whole range; None sends the read through gdb."""
+        parts = []
+        want, end = addr, addr + size
+        for va, fs, off in self._core_segments:
+            if va <= want < va + fs:
+                n = min(end, va + fs) - want
+                parts.append(os.pread(self._core_fd, n, off + want - va))
+                want += n
+                if want >= end:
+                    data = b"".join(parts)
+                    return data if len(data) == size else None
+        return None
 
     def _read_hex(self, addr: int, size: int) -> bytes:
         self.mi._finish_pending(TIMEOUT)
@@ -405,6 +439,9 @@ class GdbMiTarget:
         finally:
             self.mi.terminate()
             shutil.rmtree(self._tmp, ignore_errors=True)
+            if self._core_fd is not None:
+                os.close(self._core_fd)
+                self._core_fd = None
 
     def __enter__(self) -> GdbMiTarget:
         return self
@@ -463,6 +500,7 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
                 mi.request(f"-target-select core {_path_arg(core)}")
             except GdbMiError as e:
                 raise BadInputError(f"gdb cannot open core {core}: {_first_line(e)}") from None
+            target.use_core_file(core)
         elif pid is not None:
             try:
                 mi.request(f"-target-attach {pid}")

@@ -91,8 +91,9 @@ def test_reads(pair):
     _, t, live = pair
     mem = live.truth.mems("live")[0]
     heap = next(r for r in t.regions() if mem in r)  # the main heap
-    big = t.read(heap.start, heap.size)  # a dump to a file
+    big = t.read(heap.start, heap.size)  # from the core file's own segments
     assert len(big) == heap.size
+    assert t._read_dump(heap.start, heap.size) == big  # the same through gdb's dump
     for off, n in ((0, 16), (0x18, 0x100), (heap.size - 64, 64)):
         assert t.read(heap.start + off, n) == big[off:off + n]  # hex through MI
     assert t.read(mem, 8) == b"\x41" * 8  # the scenario fills live chunks with 'A'
