@@ -19,7 +19,7 @@ from typing import Optional
 
 import pytest
 from conftest import JSON_COMMANDS, TEXT_COMMANDS
-from harness import BUILD_DIR, ROOT, VENV, Run, Truth, build, require
+from harness import BUILD_DIR, ROOT, VENV, Run, Truth, build, require, run_gdb
 
 PLUGIN = ROOT / "plugins" / "lldb.py"
 LLDB_SERVER = "/usr/lib/llvm-16/bin/lldb-server"
@@ -189,6 +189,32 @@ def test_threads_core_json_equals_gdb(threads, lldb_threads):
 def test_i386_core_json_equals_gdb(basic32, lldb_i386):
     assert lldb_i386[1].json("ptconfig --json")["arch"] == "i386"
     _equal_json(lldb_i386[1], basic32[1])
+
+
+CORRUPT = JSON_COMMANDS + ["ptchunk -c 50 --json &main_arena", "ptchunk -c 50 &main_arena",
+                          "ptlist", "ptfree", "pttcache -t 99", "ptbin -i 999"]
+
+
+@pytest.mark.parametrize("mode", ["cycle", "badsize"])
+def test_corrupted_heaps_as_gdb_says(mode):
+    """A cyclic free list and a corrupted size: the same marked stops or the same one-line
+    errors in lldb (on the core) as in gdb (live, when it made the core); no traceback."""
+    exe = build("scenario")
+    core = BUILD_DIR / f"{exe.name}-{mode}-lldb.core"
+    gdb = run_gdb(exe, mode, CORRUPT, gcore=core, timeout=120)
+    mine = run_lldb(exe, mode, CORRUPT, core=core, truth=gdb.truth, timeout=120)
+    for cmd in CORRUPT:
+        err, theirs = mine.error(cmd), gdb.error(cmd)
+        if theirs is not None:
+            assert err == "error: " + theirs, cmd
+        elif cmd.endswith("--json") or " --json " in cmd:
+            assert err is None, f"{cmd}: {err}"
+            assert normalize(mine.json(cmd), ("state",)) == \
+                normalize(gdb.json(cmd), ("state",)), cmd
+        else:
+            assert err is None and mine.out(cmd) == gdb.out(cmd), cmd
+        assert "Traceback" not in mine.results[cmd]["out"] + (err or "")
+    assert "stopped" in mine.out("ptlist") or "stop" in mine.out("ptfree")
 
 
 # --- the program's own truth ----------------------------------------------------------
