@@ -29,8 +29,9 @@ HOST_FIELDS = {"ptconfig": ("adapter", "state")}
 
 def cli_env(tag: str, **extra: str) -> dict[str, str]:
     """Environment for a CLI run; gdb inherits the tag, so leftovers can be found."""
-    return dict(os.environ, LC_ALL="C.UTF-8", MULTIHEAP_HISTORY=os.devnull, **{TAG: tag},
-                **extra)
+    env = dict(os.environ, LC_ALL="C.UTF-8", MULTIHEAP_HISTORY=os.devnull)
+    env.update({TAG: tag}, **extra)
+    return env
 
 
 def tagged_pids(tag: str) -> list[int]:
@@ -355,3 +356,47 @@ def test_help_and_init(args):
     p = multiheap(*args)
     assert p.returncode == 0, p.stderr
     assert p.stdout
+
+
+def test_interactive_shell_on_a_terminal(basic, tmp_path):
+    """On a pty: a prompt, Tab completes a command and an option, history is saved."""
+    import pty
+    import select
+
+    live, _ = basic
+    core, _exe = core_of(live)
+    hist = tmp_path / "history"
+    tag = uuid.uuid4().hex
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on the terminal
+        try:
+            env = cli_env(tag, MULTIHEAP_HISTORY=str(hist), TERM="dumb")
+            os.execve(str(CLI), [str(CLI), "--core", str(core)], env)
+        finally:
+            os._exit(127)
+
+    def read_until(marker: str, timeout: float = 60) -> str:
+        out, deadline = "", time.monotonic() + timeout
+        while marker not in out:
+            assert time.monotonic() < deadline, out[-500:]
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    out += os.read(fd, 65536).decode(errors="replace")
+                except OSError:  # the other side closed
+                    raise AssertionError(f"the shell ended: {out[-500:]!r}") from None
+        return out
+
+    try:
+        read_until("multiheap> ")
+        os.write(fd, b"ptpar\t --js\t\n")
+        out = read_until("multiheap> ")
+        assert "ptparam --json" in out  # both words completed
+        doc = json.loads(next(x for x in out.splitlines() if x.startswith("{")))
+        assert doc["command"] == "ptparam"
+        os.write(fd, b"\x04")  # Ctrl-D leaves
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        os.close(fd)
+    assert "ptparam --json" in hist.read_text()
+    assert_gone(tag)
