@@ -78,7 +78,19 @@ class PtConfig:
                                           else "no threads")
             out.item("tcache: {how}", addr=None, how=how)
         out.end()
+        arenas = heap.arenas()
+        broken = [st.reason for a in arenas for st in a.stops]
+        out.begin("arenas")
+        out.item("{count} arenas  ({how})", count=len(arenas),
+                 how="main_arena.next chain" + (f", {broken[0]}" if broken else
+                                                " back to main_arena"))
         out.end()
+        out.end()
+        lf = cfg.libc
+        if lf is not None and lf.facts is not None:
+            bias = "?" if lf.bias is None else f"{lf.bias:#x}"
+            out.field("libc_file", f"{lf.path} (load bias {bias} from {lf.bias_how})",
+                      label="ELF read for heuristics")
         out.field("version_how", cfg.how["version"], label="version found by")
         for w in heap.notes:
             out.note(w)
