@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ TEXT_COMMANDS = ["ptconfig", "ptarena -l", "ptparam", "ptstats", "ptbin", "ptfas
 def _live_and_core(mode: str, m32: bool = False, extra: tuple[str, ...] = ()):
     exe = build("scenario", m32=m32)
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    core = BUILD_DIR / f"{exe.name}-{mode}.core"
+    core = BUILD_DIR / f"{exe.name}-{mode}-{os.getpid()}.core"  # one per test run
     cmds = JSON_COMMANDS + TEXT_COMMANDS + list(extra)
     live = run_gdb(exe, mode, cmds, gcore=core)
     dead = run_gdb(exe, mode, cmds, core=core, truth=live.truth)
