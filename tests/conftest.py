@@ -46,3 +46,9 @@ def threads():
 def basic32():
     """(live, core) runs of the threaded scenario built with -m32 (i386)."""
     return _live_and_core("threads", m32=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Core files are large: remove this run's."""
+    for core in BUILD_DIR.glob(f"*-{os.getpid()}.core"):
+        core.unlink(missing_ok=True)
