@@ -21,6 +21,8 @@ import pytest
 from conftest import JSON_COMMANDS
 from harness import BUILD_DIR, VENV, Truth, build, run_gdb
 
+from multiheap.adapters.elffile import inspect_core
+
 CLI = VENV / "bin" / "multiheap"
 TAG = "MULTIHEAP_CLI_TEST"
 # Fields that name the host rather than describe the heap.
@@ -87,9 +89,9 @@ def heap_only(cmd: str, doc: dict) -> dict:
 def core_of(run) -> tuple[Path, Path]:
     """(core, exe) of a conftest (live, core) pair: the live run wrote the core."""
     assert run.core is not None and run.core.exists()
-    exe = BUILD_DIR / run.core.name.rsplit("-", 1)[0]
-    assert exe.exists(), exe
-    return run.core, exe
+    exe = inspect_core(str(run.core)).exe  # the program the core names
+    assert exe is not None and Path(exe).parent == BUILD_DIR, exe
+    return run.core, Path(exe)
 
 
 # -- the same core: CLI == gdb host ------------------------------------------------------
@@ -317,6 +319,8 @@ def test_ctrl_c_in_the_shell_leaves_no_gdb(basic):
         p.stdin.flush()
         assert json.loads(p.stdout.readline())["command"] == "pthelp"  # the shell is up
         assert tagged_pids(tag), "no gdb while the shell runs"
+        # at the prompt: blocked in read(0, ...) (Ctrl-C during a command only stops it)
+        _wait_for(lambda: Path(f"/proc/{p.pid}/syscall").read_text().startswith("0 0x0 "))
         p.send_signal(signal.SIGINT)
         assert p.wait(30) == 130
         assert "Traceback" not in p.stderr.read()  # type: ignore[union-attr]

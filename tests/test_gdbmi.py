@@ -7,11 +7,13 @@ Plus the request loop (tokens, answers left unread by an interrupt), memory read
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from harness import BUILD_DIR, run_gdb
+from harness import run_gdb
 
 from multiheap.adapters import gdbtext
+from multiheap.adapters.elffile import inspect_core
 from multiheap.adapters.gdbmi import GdbMiTarget, MiProcess, mi_quote, open_target
 from multiheap.errors import TargetMemoryError
 from multiheap.target import Region, Thread
@@ -35,7 +37,7 @@ _PROBE = (
 
 def _reference(run) -> dict:
     core = run.core
-    exe = BUILD_DIR / core.name.rsplit("-", 1)[0]
+    exe = Path(inspect_core(str(core)).exe or "")
     host = run_gdb(exe, "threads", [_PROBE], core=core, truth=run.truth)
     line = next(x for x in host.out(_PROBE).splitlines() if x.startswith("PROBE "))
     return json.loads(line[len("PROBE "):])
