@@ -404,3 +404,35 @@ def test_interactive_shell_on_a_terminal(basic, tmp_path):
         os.close(fd)
     assert "ptparam --json" in hist.read_text()
     assert_gone(tag)
+
+
+def test_ctrl_c_in_an_attached_shell_detaches(tmp_path):
+    """Ctrl-C at the prompt of ``--pid``: gdb ends, the process runs on, untraced."""
+    exe = build("holder")
+    truth = tmp_path / "truth.json"
+    proc = subprocess.Popen([str(exe), str(truth)])
+    tag = uuid.uuid4().hex
+    try:
+        before = _wait_file(truth, proc)
+        p = _start(["--pid", str(proc.pid)], tag)
+        try:
+            assert p.stdin is not None and p.stdout is not None
+            p.stdin.write("ptstats --json\n")
+            p.stdin.flush()
+            assert json.loads(p.stdout.readline())["mallinfo2"] == before["mallinfo2"]
+            _wait_for(lambda: Path(f"/proc/{p.pid}/syscall").read_text().startswith("0 0x0 "))
+            p.send_signal(signal.SIGINT)
+            assert p.wait(30) == 130
+        finally:
+            p.kill()
+            p.wait()
+        assert_gone(tag)
+        time.sleep(0.1)
+        assert _proc_state(proc.pid) in ("S", "R")
+        with open(f"/proc/{proc.pid}/status") as f:
+            assert "TracerPid:\t0\n" in f.read()
+        os.kill(proc.pid, signal.SIGUSR1)
+        assert _wait_file(Path(str(truth) + ".again"), proc)["mallinfo2"] == before["mallinfo2"]
+    finally:
+        proc.kill()
+        proc.wait()
