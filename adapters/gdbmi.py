@@ -121,8 +121,12 @@ class MiProcess:
         return self._token
 
     def _finish_pending(self, timeout: float) -> None:
+        """Read the answers of requests an interrupt abandoned (their errors too)."""
         while self._pending:
-            self.wait_result(self._pending[0], timeout)
+            try:
+                self.wait_result(self._pending[0], timeout)
+            except GdbMiError:
+                pass
 
     def wait_result(self, token: int, timeout: Optional[float] = TIMEOUT,
                     raw: bool = False) -> tuple[dict, list[str]]:

@@ -128,6 +128,7 @@ def test_requests_are_token_matched_and_fast():
             assert payload["value"] == str(i + 1)
         # an answer nobody read (an interrupted request) does not confuse the next one
         mi.send("-data-evaluate-expression 7*6")
+        mi._pending.append(mi.send("-data-evaluate-expression nosuch"))  # abandoned error
         payload, _ = mi.request("-data-evaluate-expression 1+1")
         assert payload["value"] == "2"
         assert "GNU gdb" in mi.console("show version")
