@@ -7,6 +7,14 @@ libc6-dbg is found and multiheap must use its heuristics.  Each cell is one gdb
 session on the threaded scenario (several arenas, a tcache per thread); its program
 is built once per glibc.  One more cell: a static executable (system glibc) with
 every symbol but the breakpoint's stripped.
+
+The command line (``multiheap --run``, gdb/MI) joins: for Debian's other builds with no
+debug info at all (MI's gdb does not know their debug directories), for the system's
+with its libc6-dbg, and for the static executable.  It is checked against its own
+run's truth, like gdb (two runs of a threaded program need not give their threads
+the same arenas, so the hosts' JSON is not compared).  Not on a core: gcore of a
+2.43 threaded program holds zeros for the thread stacks and TCBs (2.43 installs its
+stack guard pages with madvise, and gdb then drops the whole mapping's contents).
 """
 
 from __future__ import annotations
@@ -18,13 +26,15 @@ from typing import Optional
 
 import pytest
 from glibcbuilds import other_builds
-from harness import BUILD_DIR, GlibcBuild, Run, build, run_gdb
+from harness import BUILD_DIR, VENV, GlibcBuild, Run, Truth, build, gdb_env, run_gdb
 
 COMMANDS = ["ptconfig --json", "ptstats --json", "ptfree --json", "ptbin --json",
             "ptfast --json", "pttcache --json", "ptarena -l --json", "ptparam --json"]
 BUILDS = {b.version: b for b in other_builds()}
 CELLS = [(v, dbg) for v in sorted(BUILDS) + ["system", "i386"] for dbg in (True, False)]
 CELLS.append(("static", False))
+CLI_CELLS = [(v, False) for v in sorted(BUILDS)] + [("system", True), ("i386", True),
+                                                    ("static", False)]
 
 
 def _empty_dir() -> Path:
@@ -35,6 +45,7 @@ def _empty_dir() -> Path:
 
 
 _RUNS: dict[tuple[str, bool], Run] = {}
+_EXES: dict[tuple[str, bool], Path] = {}  # the program of each gdb cell
 
 
 def cell_run(glibc: str, debug: bool) -> Run:
@@ -59,13 +70,36 @@ def cell_run(glibc: str, debug: bool) -> Run:
                                       "set auto-load safe-path /"))
         finally:
             os.environ.pop("MULTIHEAP_NO_DEBUG_FILES", None)
+        _EXES[key] = exe
     return _RUNS[key]
 
 
-@pytest.fixture(params=CELLS, ids=[f"{v}-{'debug' if d else 'nodebug'}" for v, d in CELLS])
+def cli_run(glibc: str, debug: bool) -> Run:
+    """The same commands through ``multiheap --run`` (one CLI process, gdb/MI)."""
+    key = ("cli-" + glibc, debug)
+    if key not in _RUNS:
+        cell_run(glibc, debug)
+        exe = _EXES[(glibc, debug)]
+        truth = BUILD_DIR / f"{exe.name}-cli-{'debug' if debug else 'nodebug'}.json"
+        env = dict(gdb_env(), MULTIHEAP_NO_DEBUG_FILES="" if debug else "1")
+        proc = subprocess.run([str(VENV / "bin" / "multiheap"), "--run",
+                               f"{exe} threads {truth}", "--break", "checkpoint"],
+                              input="\n".join(COMMANDS) + "\n",
+                              capture_output=True, text=True, env=env, timeout=240)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        assert len(lines) == len(COMMANDS), proc.stdout[-2000:] + proc.stderr[-2000:]
+        _RUNS[key] = Run(Truth.load(truth), {c: {"out": ln, "error": None}
+                                             for c, ln in zip(COMMANDS, lines)})
+    return _RUNS[key]
+
+
+ALL = [("gdb", v, d) for v, d in CELLS] + [("cli", v, d) for v, d in CLI_CELLS]
+
+
+@pytest.fixture(params=ALL, ids=[f"{h}-{v}-{'debug' if d else 'nodebug'}" for h, v, d in ALL])
 def cell(request) -> tuple[Run, bool]:
-    glibc, debug = request.param
-    return cell_run(glibc, debug), debug
+    host, glibc, debug = request.param
+    return (cell_run if host == "gdb" else cli_run)(glibc, debug), debug
 
 
 def test_config_says_how(cell):
