@@ -369,6 +369,87 @@ def check_tcache(target: Target, ptr: int, p: Params, endian: str = "little",
     return None
 
 
+def scan_thread_pointers(target: Target, tids: list[int], sz: int,
+                         endian: str = "little") -> dict[int, int]:
+    """{tid: thread pointer} found in memory, for hosts that cannot give the register.
+
+    On x86 the thread pointer points at glibc's ``struct pthread``, which starts with
+    ``tcbhead_t {tcb, dtv, self}`` (``tcb`` and ``self`` hold the address itself) and
+    holds the thread's ``tid`` a few hundred bytes on.  First the tops of anonymous
+    mappings (where thread stacks keep their struct pthread) and the start of the brk
+    heap (a static executable's main thread) are searched; once one struct shows where
+    ``tid`` sits, each remaining tid's occurrences are checked at that distance.
+    """
+    fmt = struct.Struct(("<" if endian == "little" else ">") + ("Q" if sz == 8 else "I"))
+    regions = [r for r in target.regions() if "w" in r.perms and r.size <= 64 << 20
+               and (not r.name or r.name.startswith("[anon") or r.name == "[heap]")]
+    out: dict[int, int] = {}
+    tid_at: Optional[int] = None
+
+    def is_tcb(buf: bytes, off: int, a: int) -> bool:
+        return 0 <= off <= len(buf) - 3 * sz and fmt.unpack_from(buf, off)[0] == a \
+            and fmt.unpack_from(buf, off + 2 * sz)[0] == a
+
+    for r in regions:
+        lo, hi = (r.start, min(r.end, r.start + 0x40000)) if r.name == "[heap]" else \
+            (max(r.start, r.end - 0x40000), r.end)
+        try:
+            buf = target.read(lo, hi - lo)
+        except TargetMemoryError:
+            continue
+        for off in range(0, len(buf) - 3 * sz + 1, sz):
+            if not is_tcb(buf, off, lo + off):
+                continue
+            body = buf[off:off + 0x1000]
+            for tid in tids:
+                i = body.find(tid.to_bytes(4, endian), 3 * sz)
+                if tid not in out and i >= 0 and i % 4 == 0:
+                    out[tid], tid_at = lo + off, i
+                    break
+    missing = [t for t in tids if t not in out]
+    if not missing or tid_at is None:
+        return out
+    for r in regions:
+        for base, buf in _readable_parts(target, r.start, r.end):
+            for tid in missing:
+                needle, i = tid.to_bytes(4, endian), -1
+                while tid not in out:
+                    i = buf.find(needle, i + 1)
+                    if i < 0:
+                        break
+                    a = base + i - tid_at
+                    try:
+                        head = target.read(a, 3 * sz)
+                    except TargetMemoryError:
+                        continue
+                    if a % sz == 0 and is_tcb(head, 0, a):
+                        out[tid] = a
+            if len(out) == len(tids):
+                return out
+    return out
+
+
+def _readable_parts(target: Target, start: int, end: int, step: int = 0x100000):
+    """(address, bytes) of the readable parts of [start, end): guard pages (2.43 puts
+    them inside the stack mapping with madvise) fail a read, so go page by page there."""
+    addr = start
+    while addr < end:
+        n = min(step, end - addr)
+        try:
+            yield addr, target.read(addr, n)
+            addr += n
+            continue
+        except TargetMemoryError:
+            pass
+        stop = addr + n
+        while addr < stop:
+            try:
+                yield addr, target.read(addr, 0x1000)
+            except TargetMemoryError:
+                pass
+            addr += 0x1000
+
+
 def tls_offsets(target: Target, facts: Optional[ElfFacts], bias: Optional[int],
                 sz: int) -> list[int]:
     """Thread-pointer offsets of libc's TLS variables, from its TPOFF GOT slots."""
@@ -389,11 +470,29 @@ def tls_offsets(target: Target, facts: Optional[ElfFacts], bias: Optional[int],
     return out
 
 
-def find_tcache_offset(target: Target, threads: list[Thread], p: Params,
+def thread_pointers(target: Target, threads: list[Thread], sz: int,
+                    endian: str = "little") -> dict[int, Optional[int]]:
+    """{thread num: thread pointer}: the host's register, else a memory scan."""
+    out: dict[int, Optional[int]] = {}
+    for t in threads:
+        try:
+            out[t.num] = target.thread_pointer(t)
+        except MultiheapError:
+            out[t.num] = None
+    missing = [t for t in threads if not out[t.num]]
+    if missing:
+        found = scan_thread_pointers(target, [t.tid for t in missing], sz, endian)
+        for t in missing:
+            out[t.num] = found.get(t.tid)
+    return out
+
+
+def find_tcache_offset(target: Target, tps: list[int], p: Params,
                        offsets: list[int], endian: str = "little",
                        dummy_ok: Optional[list[Region]] = None, scan: int = TLS_SCAN
                        ) -> tuple[Optional[int], str]:
-    """The thread-pointer offset at which every thread keeps its tcache pointer.
+    """The thread-pointer offset at which every thread (pointers ``tps``) keeps its
+    tcache pointer.
 
     ``offsets`` come from libc's relocations; when they are empty, every word in the
     ``scan`` bytes below the thread pointer is tried (a static executable's TLS block
@@ -402,14 +501,7 @@ def find_tcache_offset(target: Target, threads: list[Thread], p: Params,
     nearest to the thread pointer on a tie.
     """
     sz = p.ptr_size
-    tps = []
-    for t in threads:
-        try:
-            tp = target.thread_pointer(t)
-        except MultiheapError:
-            tp = None
-        if tp:
-            tps.append(tp)
+    tps = [tp for tp in tps if tp]
     if not tps:
         return None, "no thread pointer (fs_base/gs_base) to find the TLS tcache with"
     how = "libc's TPOFF relocations"

@@ -56,6 +56,7 @@ class Config:
     warnings: list[str] = field(default_factory=list)
     libc: Optional[LibcFile] = None
     _tcache_guess: Optional[tuple[Optional[int], str]] = None
+    _tps: Optional[dict[int, Optional[int]]] = None
 
     @property
     def params(self) -> Params:
@@ -208,6 +209,14 @@ def locate(target: Target, overrides: Optional[Overrides] = None) -> Config:
     return cfg
 
 
+def thread_pointer(target: Target, cfg: Config, thread: Thread) -> Optional[int]:
+    """The thread's pointer: the host's register, else found in memory (cached)."""
+    if cfg._tps is None:
+        cfg._tps = heuristics.thread_pointers(target, target.threads(), cfg.ptr_size,
+                                              cfg.endian)
+    return cfg._tps.get(thread.num)
+
+
 def guess_tcache_offset(target: Target, cfg: Config,
                         threads: list[Thread]) -> tuple[Optional[int], str]:
     """Thread-pointer offset of the TLS variable ``tcache`` (cached in ``cfg``)."""
@@ -221,7 +230,8 @@ def guess_tcache_offset(target: Target, cfg: Config,
         scan = heuristics.TLS_SCAN
         if lf is not None and lf.static and lf.facts is not None and lf.facts.tls_size:
             scan = lf.facts.tls_size  # the executable's TLS block ends at the pointer
-        off, how = heuristics.find_tcache_offset(target, threads, cfg.params, offsets,
+        tps = [thread_pointer(target, cfg, t) or 0 for t in threads]
+        off, how = heuristics.find_tcache_offset(target, tps, cfg.params, offsets,
                                                  cfg.endian, dummy, scan)
         cfg._tcache_guess = (off, "heuristic: " + how if off is not None else how)
     return cfg._tcache_guess
