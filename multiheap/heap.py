@@ -13,7 +13,7 @@ from typing import Optional
 
 from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
 from multiheap.layouts import Layout, layout
-from multiheap.locate import Config, Overrides, guess_tcache_offset
+from multiheap.locate import Config, Overrides, guess_tcache_offset, thread_pointer
 from multiheap.memory import Memory
 from multiheap.target import Target, Thread
 
@@ -506,10 +506,7 @@ class Heap:
                     return self.mem.ptr(slot), "debug info (TLS variable tcache)"
                 except TargetMemoryError:
                     return None, f"TLS slot {slot:#x} is unreadable"
-        try:
-            tp = self.target.thread_pointer(t)
-        except MultiheapError:
-            tp = None
+        tp = thread_pointer(self.target, self.cfg, t)  # the register, else memory
         how = f"thread pointer {offset:+#x}" if offset is not None else ""
         if offset is None:  # no debug info for the TLS variable: heuristics
             offset, how = guess_tcache_offset(self.target, self.cfg, self.target.threads())
