@@ -95,11 +95,12 @@ def _addresses(sz: int) -> dict[str, int]:
 
 def build_image(version: tuple[int, int], ptr_size: int = 8, *, symbols: bool = True,
                 tls_symbols: bool = True, banner: Optional[str] = None,
-                dummy_tcache: bool = False) -> Image:
+                dummy_tcache: bool = False, hide_tp: bool = False) -> Image:
     """The heap of glibc ``version`` after a small, known sequence of frees.
 
     ``dummy_tcache`` (2.43+): thread 2 has not used malloc yet, so its ``tcache``
-    points at libc's static, read-only dummy struct.
+    points at libc's static, read-only dummy struct.  ``hide_tp``: the host gives no
+    thread pointers (the engine must find each struct pthread by its tid).
     """
     p = Params(version, ptr_size)  # only for bin index arithmetic
     # The version rules, written out here rather than taken from the engine's Params,
@@ -298,7 +299,9 @@ def build_image(version: tuple[int, int], ptr_size: int = 8, *, symbols: bool = 
         exp.tcache_structs[2] = dummy
     for t, tp in tps.items():
         tls.put(tp + TLS_OFFSET, exp.tcache_structs.get(t, 0))
-        tls.put(tp, tp)  # the TCB points to itself
+        tls.put(tp, tp)  # tcbhead_t: tcb and self point at the struct itself
+        tls.put(tp + 2 * sz, tp)
+        tls.put(tp + (0x2D0 if sz == 8 else 0x1A0), 1000 + t, 4)  # struct pthread.tid
     # a decoy near the tcache slot: a pointer to an in-use chunk (not a tcache)
     tls.put(tps[1] - 0x10, chunks[-2][3] if len(chunks) > 1 else 0)
 
@@ -327,7 +330,8 @@ def build_image(version: tuple[int, int], ptr_size: int = 8, *, symbols: bool = 
             A["heap"]: bytes(heap.buf), A["heap2"]: bytes(heap2.buf),
             A["mmap"]: bytes(mm.buf), A["tls"]: bytes(tls.buf)}
     kwargs = dict(pointer_size=sz, arch="x86_64" if sz == 8 else "i386",
-                  symbols=syms, threads=tps, tls=tlsmap,
+                  symbols=syms, threads={t: None for t in tps} if hide_tp else tps,
+                  tls=tlsmap,
                   modules=[Module(LIBC, A["rodata"])],
                   region_names={A["rodata"]: LIBC, A["data"]: LIBC, A["heap"]: "[heap]"})
     return Image(ImageTarget(segs, **kwargs), version, sz, main, mp, arena2, exp, segs,

@@ -226,3 +226,11 @@ def test_tls_decoy_is_not_taken_for_the_tcache():
     img = build_image((2, 36), 8, symbols=False, tls_symbols=False)
     heap = Session(img.target).heap()
     assert "-0x48" in heap.tcaches()[0].how
+
+
+@pytest.mark.parametrize("sz", [8, 4], ids=["x86_64", "i386"])
+def test_thread_pointers_found_in_memory(sz):
+    """A host without fs_base/gs_base: each struct pthread is found by its tid."""
+    img = build_image((2, 36), sz, symbols=False, tls_symbols=False, hide_tp=True)
+    heap = Session(img.target).heap()
+    assert {tc.thread.num: tc.addr for tc in heap.tcaches()} == img.expected.tcache_structs

@@ -8,13 +8,14 @@ session on the threaded scenario (several arenas, a tcache per thread); its prog
 is built once per glibc.  One more cell: a static executable (system glibc) with
 every symbol but the breakpoint's stripped.
 
-The command line (``multiheap --run``, gdb/MI) joins: for Debian's other builds with no
-debug info at all (MI's gdb does not know their debug directories), for the system's
-with its libc6-dbg, and for the static executable.  It is checked against its own
-run's truth, like gdb (two runs of a threaded program need not give their threads
-the same arenas, so the hosts' JSON is not compared).  Not on a core: gcore of a
-2.43 threaded program holds zeros for the thread stacks and TCBs (2.43 installs its
-stack guard pages with madvise, and gdb then drops the whole mapping's contents).
+The command line (``multiheap --run``, gdb/MI) and lldb-16 (the plugin) join: for
+Debian's other builds with no debug info at all (neither knows their debug
+directories), for the system's with its libc6-dbg, and for the static executable.
+Each is checked against its own run's truth, like gdb (two runs of a threaded
+program need not give their threads the same arenas, so the hosts' JSON is not
+compared).  Not on a core: gcore of a 2.43 threaded program holds zeros for the
+thread stacks and TCBs (2.43 installs its stack guard pages with madvise, and gdb
+then drops the whole mapping's contents).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Optional
 import pytest
 from glibcbuilds import other_builds
 from harness import BUILD_DIR, VENV, GlibcBuild, Run, Truth, build, gdb_env, run_gdb
+from test_lldb import run_lldb
 
 COMMANDS = ["ptconfig --json", "ptstats --json", "ptfree --json", "ptbin --json",
             "ptfast --json", "pttcache --json", "ptarena -l --json", "ptparam --json"]
@@ -93,13 +95,29 @@ def cli_run(glibc: str, debug: bool) -> Run:
     return _RUNS[key]
 
 
-ALL = [("gdb", v, d) for v, d in CELLS] + [("cli", v, d) for v, d in CLI_CELLS]
+def lldb_run(glibc: str, debug: bool) -> Run:
+    """The same commands in lldb-16 with the plugin (one lldb process)."""
+    key = ("lldb-" + glibc, debug)
+    if key not in _RUNS:
+        cell_run(glibc, debug)
+        if not debug:
+            os.environ["MULTIHEAP_NO_DEBUG_FILES"] = "1"
+        try:
+            _RUNS[key] = run_lldb(_EXES[(glibc, debug)], "threads", COMMANDS)
+        finally:
+            os.environ.pop("MULTIHEAP_NO_DEBUG_FILES", None)
+    return _RUNS[key]
+
+
+HOSTS = {"gdb": cell_run, "cli": cli_run, "lldb": lldb_run}
+ALL = [("gdb", v, d) for v, d in CELLS] + [(h, v, d) for h in ("cli", "lldb")
+                                           for v, d in CLI_CELLS]
 
 
 @pytest.fixture(params=ALL, ids=[f"{h}-{v}-{'debug' if d else 'nodebug'}" for h, v, d in ALL])
 def cell(request) -> tuple[Run, bool]:
     host, glibc, debug = request.param
-    return (cell_run if host == "gdb" else cli_run)(glibc, debug), debug
+    return HOSTS[host](glibc, debug), debug
 
 
 def test_config_says_how(cell):
