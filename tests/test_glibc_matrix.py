@@ -13,7 +13,9 @@ Debian's other builds with no debug info at all (neither knows their debug
 directories), for the system's with its libc6-dbg, and for the static executable.
 Each is checked against its own run's truth, like gdb (two runs of a threaded
 program need not give their threads the same arenas, so the hosts' JSON is not
-compared).  Not on a core: gcore of a 2.43 threaded program holds zeros for the
+compared).  radare2 (the ``$pt*`` aliases in ``r2 -d``) runs the single-threaded
+scenario on the same programs, with and without libc's build-id debug file.  Not on a
+core: gcore of a 2.43 threaded program holds zeros for the
 thread stacks and TCBs (2.43 installs its stack guard pages with madvise, and gdb
 then drops the whole mapping's contents).
 """
@@ -29,6 +31,7 @@ import pytest
 from glibcbuilds import other_builds
 from harness import BUILD_DIR, VENV, GlibcBuild, Run, Truth, build, gdb_env, run_gdb
 from test_lldb import run_lldb
+from test_r2 import run_r2
 
 COMMANDS = ["ptconfig --json", "ptstats --json", "ptfree --json", "ptbin --json",
             "ptfast --json", "pttcache --json", "ptarena -l --json", "ptparam --json"]
@@ -109,9 +112,37 @@ def lldb_run(glibc: str, debug: bool) -> Run:
     return _RUNS[key]
 
 
-HOSTS = {"gdb": cell_run, "cli": cli_run, "lldb": lldb_run}
+def r2_run(glibc: str, debug: bool) -> Run:
+    """The aliases of ``multiheap init r2`` inside ``r2 -d``, on the single-threaded
+    scenario (r2 6.1.8 deadlocks on the threaded one).  r2 reads no debug files: "debug
+    info" is multiheap's own reader of libc's build-id debug file."""
+    key = ("r2-" + glibc, debug)
+    if key not in _RUNS:
+        cell_run(glibc, debug)
+        exe = _EXES[(glibc, debug)]
+        truth = BUILD_DIR / f"{exe.name}-r2-{'debug' if debug else 'nodebug'}.json"
+        if not debug:
+            os.environ["MULTIHEAP_NO_DEBUG_FILES"] = "1"
+        try:
+            out = run_r2([str(exe), "basic", str(truth)], COMMANDS, debug=True,
+                         pre=("db sym.checkpoint", "dc"))
+        finally:
+            os.environ.pop("MULTIHEAP_NO_DEBUG_FILES", None)
+        results = {}
+        for c in COMMANDS:
+            lines = [ln for ln in out[c].splitlines() if ln.strip()]
+            ok = len(lines) == 1 and lines[0].startswith("{")
+            results[c] = {"out": lines[0] if ok else "", "error": None if ok else out[c]}
+        _RUNS[key] = Run(Truth.load(truth), results)
+    return _RUNS[key]
+
+
+R2_CELLS = [(v, False) for v in sorted(BUILDS)] + [("system", True), ("system", False),
+                                                   ("static", False)]
+HOSTS = {"gdb": cell_run, "cli": cli_run, "lldb": lldb_run, "r2": r2_run}
 ALL = [("gdb", v, d) for v, d in CELLS] + [(h, v, d) for h in ("cli", "lldb")
-                                           for v, d in CLI_CELLS]
+                                           for v, d in CLI_CELLS] + \
+    [("r2", v, d) for v, d in R2_CELLS]
 
 
 @pytest.fixture(params=ALL, ids=[f"{h}-{v}-{'debug' if d else 'nodebug'}" for h, v, d in ALL])
