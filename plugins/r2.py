@@ -34,12 +34,9 @@ def _evaluate(target, expr: str) -> int:
             raise ValueError(f"r2 knows no register or flag {name!r}")
     answer = target.cmd(f"?v {expr}").strip()
     try:
-        value = int(answer, 16)
+        return int(answer, 16)
     except ValueError:
-        value = 0
-    if value == 0:
-        raise ValueError(f"r2 cannot evaluate {expr!r}")
-    return value
+        raise ValueError(f"r2 cannot evaluate {expr!r}") from None
 
 
 def _color(target) -> bool:
