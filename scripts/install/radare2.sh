@@ -40,6 +40,7 @@ if [ "${MULTIHEAP_R2_REFRESH:-0}" != 1 ] && works; then
 fi
 
 self="$repo/scripts/install/$(basename "$0")"
+[ -n "${MULTIHEAP_R2_ROOT:-}" ] && self="MULTIHEAP_R2_ROOT=$root $self"
 need_patchelf=0
 command -v patchelf >/dev/null || need_patchelf=1
 if [ "$(id -u)" != 0 ] && { [ "$need_patchelf" = 1 ] || ! mkdir -p "$root" 2>/dev/null \
@@ -48,9 +49,9 @@ if [ "$(id -u)" != 0 ] && { [ "$need_patchelf" = 1 ] || ! mkdir -p "$root" 2>/de
         echo "setup: radare2 (Debian sid build, private prefix $root) is missing"
         echo "setup: not root; run this, then scripts/setup.sh --tests again:"
         if [ "$need_patchelf" = 1 ]; then
-            echo "sudo sh -c 'apt-get install -y --no-install-recommends patchelf && bash $self'"
+            echo "sudo sh -c 'apt-get install -y --no-install-recommends patchelf && env $self'"
         else
-            echo "sudo bash $self"
+            echo "sudo env $self"
         fi
         echo "setup: (or set MULTIHEAP_R2_ROOT to a writable directory)"
     } >&2
