@@ -39,7 +39,7 @@ if [ "${MULTIHEAP_R2_REFRESH:-0}" != 1 ] && works; then
     exit 0
 fi
 
-self="$repo/scripts/install/$(basename "$0")"
+self="bash $repo/scripts/install/$(basename "$0")"
 [ -n "${MULTIHEAP_R2_ROOT:-}" ] && self="MULTIHEAP_R2_ROOT=$root $self"
 need_patchelf=0
 command -v patchelf >/dev/null || need_patchelf=1
