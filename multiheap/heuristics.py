@@ -251,11 +251,17 @@ def _region(regions: list[Region], addr: int) -> Optional[Region]:
 
 
 def check_arena(target: Target, addr: int, p: Params, endian: str = "little",
-                is_main: bool = True) -> Optional[str]:
-    """None if ``addr`` holds a believable malloc_state, else what is wrong with it."""
+                is_main: bool = True, soft: Optional[list[str]] = None) -> Optional[str]:
+    """None if ``addr`` holds a believable malloc_state, else what is wrong with it.
+
+    Failures that a corrupted heap also shows (top outside its mapping or too big, a
+    few bins or fastbins pointing nowhere) are appended to ``soft`` instead when a
+    list is given: the arena is still the arena, and the walks mark the damage.
+    """
     L = layout("malloc_state", p.version, p.ptr_size, endian)
     sz = p.ptr_size
     regions = target.regions()
+    warn = soft if soft is not None else []
     try:
         f = L.parse(target.read(addr, L.size))
     except TargetMemoryError:
@@ -274,31 +280,37 @@ def check_arena(target: Target, addr: int, p: Params, endian: str = "little",
     else:
         r = _region(regions, top)
         if r is None or "w" not in r.perms:
-            return f"top {top:#x} is not in a writable mapping"
-        try:
-            tsize = int.from_bytes(target.read(top + sz, sz), endian) & ~7
-        except TargetMemoryError:
-            return f"top {top:#x} is unreadable"
-        if top + tsize > r.end:
-            return f"top chunk {top:#x} (size {tsize:#x}) runs past its mapping"
+            warn.append(f"top {top:#x} is not in a writable mapping")
+        else:
+            try:
+                tsize = int.from_bytes(target.read(top + sz, sz), endian) & ~7
+            except TargetMemoryError:
+                tsize = 0
+            if top + tsize > r.end:
+                warn.append(f"top chunk {top:#x} (size {tsize:#x}) runs past its mapping")
     bins = f["bins"]
-    self_linked = 0
+    self_linked, bad = 0, []
     for i in range(1, 128):
         fd, bk = bins[2 * (i - 1)], bins[2 * i - 1]
         me = bin_at(addr, i)
-        if (fd == me) != (bk == me):
-            return f"bin {i}: one of fd/bk points to the bin, the other does not"
-        if fd == me:
+        if fd == me and bk == me:
             self_linked += 1
         elif fd == bk == 0 and top == 0:
             continue  # malloc not initialised yet: bins are still zero
-        elif _region(regions, fd) is None or _region(regions, bk) is None:
-            return f"bin {i}: fd {fd:#x} / bk {bk:#x} point outside any mapping"
+        elif fd == me or bk == me or _region(regions, fd) is None \
+                or _region(regions, bk) is None:
+            bad.append(f"bin {i} (fd {fd:#x}, bk {bk:#x})")
+    if len(bad) > 8:
+        return f"{len(bad)} bins are neither empty nor linked into memory"
+    if bad:
+        warn.append("bins look corrupted: " + ", ".join(bad[:3]))
     if top != unused and self_linked == 0 and f["system_mem"] == 0:
         return "no bin is empty and system_mem is 0"
     for head in f.get("fastbinsY", ()):  # the heads themselves are never mangled
         if head and _region(regions, head) is None:
-            return f"fastbin head {head:#x} points outside any mapping"
+            warn.append(f"fastbin head {head:#x} points outside any mapping")
+    if soft is None and warn:
+        return warn[0]
     if not is_main:
         return None
     nxt, seen = f["next"], {addr}

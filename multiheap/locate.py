@@ -115,25 +115,29 @@ def _libc_regions(target: Target, lf: Optional[LibcFile]) -> list[Region]:
     return regs or [r for r in target.regions() if "w" in r.perms and r.size <= 16 << 20]
 
 
-def _guess_arena(target: Target, p: Params, endian: str,
-                 lf: Optional[LibcFile]) -> tuple[Optional[int], str]:
+def _guess_arena(target: Target, p: Params, endian: str, lf: Optional[LibcFile],
+                 warnings: list[str]) -> tuple[Optional[int], str]:
     L = layout("malloc_state", p.version, p.ptr_size, endian)
     tried: list[str] = []
+    routes: list[tuple[list[int], str]] = []
     if lf is not None and lf.facts is not None and lf.bias is not None:
         name = "the executable" if lf.static else "libc"
-        for c in heuristics.arena_candidates_in_file(lf.facts, L, p.ptr_size):
-            addr = c + lf.bias
-            bad = heuristics.check_arena(target, addr, p, endian)
+        routes.append(([c + lf.bias for c in heuristics.arena_candidates_in_file(
+            lf.facts, L, p.ptr_size)], f"heuristic: {name}'s .data, where next == "
+            f"&main_arena (load bias from {lf.bias_how})"))
+    routes.append((heuristics.arena_candidates_in_memory(
+        target, _libc_regions(target, lf), L, p.ptr_size),
+        "heuristic: memory scan for self-linked empty bins"))
+    for cands, how in routes:
+        for addr in cands:
+            soft: list[str] = []
+            bad = heuristics.check_arena(target, addr, p, endian, soft=soft)
             if bad is None:
-                return addr, (f"heuristic: {name}'s .data, where next == &main_arena "
-                              f"(load bias from {lf.bias_how}); invariants hold")
+                warnings += [f"main_arena at {addr:#x}: {w} (a corrupted heap?)"
+                             for w in soft]
+                return addr, how + ("; invariants hold" if not soft else
+                                    "; arena list checked, heap looks damaged")
             tried.append(f"{addr:#x}: {bad}")
-    for addr in heuristics.arena_candidates_in_memory(target, _libc_regions(target, lf),
-                                                      L, p.ptr_size):
-        bad = heuristics.check_arena(target, addr, p, endian)
-        if bad is None:
-            return addr, "heuristic: memory scan for self-linked empty bins; invariants hold"
-        tried.append(f"{addr:#x}: {bad}")
     return None, ("candidates failed the arena checks (" + "; ".join(tried[:3]) + ")"
                   if tried else "no candidate found in libc's data or memory")
 
@@ -152,8 +156,10 @@ def _guess_mp(target: Target, p: Params, endian: str, arena: int,
                               "sbrk_base agrees with main_arena")
             tried.append(f"{addr:#x}: {bad}")
     for addr in heuristics.mp_candidates_in_memory(target, _libc_regions(target, lf), L, p):
-        if heuristics.check_mp(target, addr, arena, p, endian) is None:
+        bad = heuristics.check_mp(target, addr, arena, p, endian)
+        if bad is None:
             return addr, "heuristic: memory scan for mp_'s fields; sbrk_base agrees"
+        tried.append(f"{addr:#x}: {bad}")
     return None, ("candidates failed the checks (" + "; ".join(tried[:3]) + ")"
                   if tried else "no candidate found in libc's data or memory")
 
@@ -180,7 +186,7 @@ def locate(target: Target, overrides: Optional[Overrides] = None) -> Config:
         if lf is None:
             lf = libc_file(target)
         if name == "main_arena":
-            found[name], how[name] = _guess_arena(target, p, endian, lf)
+            found[name], how[name] = _guess_arena(target, p, endian, lf, warnings)
         elif found.get("main_arena") is not None:
             found[name], how[name] = _guess_mp(target, p, endian, found["main_arena"], lf)
         else:
@@ -192,16 +198,12 @@ def locate(target: Target, overrides: Optional[Overrides] = None) -> Config:
         raise NotFoundError(f"{missing}. No debug info for libc here (libc6-dbg gives it); "
                             f"{OVERRIDE_HINT}")
     for name, addr in (("main_arena", main_arena), ("mp_", mp)):
-        if how[name].startswith("heuristic"):
-            continue  # checked while guessing
+        if how[name] != "set with ptconfig":
+            continue  # debug info is trusted (damage shows in the walks); guesses checked
         bad = (heuristics.check_arena(target, addr, p, endian) if name == "main_arena"
                else heuristics.check_mp(target, addr, main_arena, p, endian))
         if bad is not None:
-            msg = f"{name} at {addr:#x} ({how[name]}) fails the checks: {bad}"
-            if how[name] == "set with ptconfig":
-                warnings.append(msg)
-            else:
-                raise NotFoundError(f"{msg}; wrong glibc version? {OVERRIDE_HINT}")
+            warnings.append(f"{name} at {addr:#x} ({how[name]}) fails the checks: {bad}")
     gmf = _symbol(target, "global_max_fast") if p.has_fastbins else None
     cfg = Config(version, ptr_size, target.arch, endian, main_arena, mp, gmf, how,
                  warnings, lf)

@@ -145,11 +145,7 @@ def test_safe_linking_read_with_the_wrong_version_is_caught(version):
     wrong = "2.31" if version >= (2, 32) else "2.32"
     s = Session(img.target)
     run_command(s, "ptconfig", ["--glibc", wrong])
-    try:
-        heap = s.heap()
-    except NotFoundError as e:  # 2.35+ mp_ does not even parse as 2.31's
-        assert "wrong glibc version" in str(e) and version >= (2, 35)
-        return
+    heap = s.heap()
     stops = [fl.stop for tc in heap.tcaches() for fl in tc.bins if fl.stop] + \
         [fl.stop for fl in heap.fastbins(heap.arenas()[0]) if fl.stop]
     assert stops, "mangled links were followed as if they were plain"
@@ -176,9 +172,18 @@ def test_dummy_tcache_before_first_use_243():
 
 
 # -- wrong guesses are reported, not used ---------------------------------------------
-@pytest.mark.parametrize("symbols", [True, False], ids=["symbols", "heuristics"])
-def test_broken_arena_list_is_refused(symbols):
-    img = build_image((2, 36), 8, symbols=symbols, tls_symbols=symbols)
+def test_broken_arena_list_with_debug_info_is_a_marked_stop():
+    """Debug info is trusted: a broken next chain is damage the arena list marks."""
+    img = build_image((2, 36), 8)
+    off = layout("malloc_state", (2, 36), 8).offset("next")
+    target = img.patched(img.main_arena + off, (0xDEAD0000).to_bytes(8, "little"))
+    heap = Session(target).heap()
+    assert [a.addr for a in heap.arenas()] == [img.main_arena]
+    assert heap.arenas()[0].stops
+
+
+def test_broken_arena_list_is_refused():
+    img = build_image((2, 36), 8, symbols=False, tls_symbols=False)
     off = layout("malloc_state", (2, 36), 8).offset("next")
     target = img.patched(img.main_arena + off, (0xDEAD0000).to_bytes(8, "little"))
     with pytest.raises(NotFoundError) as e:
@@ -189,16 +194,33 @@ def test_broken_arena_list_is_refused(symbols):
     assert not r.output
 
 
-def test_top_outside_memory_is_refused():
+def test_bins_pointing_nowhere_are_refused():
+    """A guess whose bins are neither empty nor linked into memory is not an arena."""
     img = build_image((2, 41), 8, symbols=False, tls_symbols=False)
-    off = layout("malloc_state", (2, 41), 8).offset("top")
-    target = img.patched(img.main_arena + off, (0x10).to_bytes(8, "little"))
+    L = layout("malloc_state", (2, 41), 8)
+    junk = (0x10).to_bytes(8, "little") * (2 * 20)
+    target = img.patched(img.main_arena + L.offset("bins") + 16 * 10, junk)
     with pytest.raises(NotFoundError, match="ptconfig"):
         locate(target)
 
 
+def test_damaged_top_is_a_warning_not_a_refusal():
+    """A corrupted top (house of force) is the heap's damage, not a wrong guess: the
+    guess stands, ptconfig warns, and the walks mark where they stop."""
+    img = build_image((2, 41), 8, symbols=False, tls_symbols=False)
+    L = layout("malloc_state", (2, 41), 8)
+    top = int.from_bytes(img.target.read(img.main_arena + L.offset("top"), 8), "little")
+    target = img.patched(top + 8, (0x7FFFFFFFFFF1).to_bytes(8, "little"))
+    s = Session(target)
+    cfg = _json(s, "ptconfig")
+    assert cfg["structures"]["main_arena"]["addr"] == img.main_arena
+    assert "runs past its mapping" in json.dumps(cfg)
+    r = run_command(s, "ptstats", ["--json"])
+    assert r.status == 0 and json.loads(r.output)["arenas"]
+
+
 def test_wrong_mp_is_refused():
-    img = build_image((2, 36), 8)
+    img = build_image((2, 36), 8, symbols=False, tls_symbols=False)
     off = layout("malloc_par", (2, 36), 8).offset("sbrk_base")
     target = img.patched(img.mp + off, (0x1000).to_bytes(8, "little"))
     with pytest.raises(NotFoundError, match="sbrk_base"):
