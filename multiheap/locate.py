@@ -2,9 +2,10 @@
 
 Each structure goes through the same chain of routes, first answer wins: the user's
 ``ptconfig`` override, the host's debug info, then the heuristics of
-:mod:`multiheap.heuristics` (libc's ELF file, then memory alone).  Every address not
-given by the user is checked against the arena's invariants; a guess that fails is
-reported with what failed, never used.
+:mod:`multiheap.heuristics` (libc's ELF file, then memory alone).  A guess is checked
+against the arena's invariants: one that fails what only a wrong guess fails is
+refused with the reason, never used; damage a corrupted heap also shows becomes a
+warning.  The user's addresses are checked too, with warnings; debug info is trusted.
 """
 
 from __future__ import annotations
