@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Optional
 
@@ -44,7 +44,6 @@ class ElfFacts:
     first_load: int  # lowest PT_LOAD p_vaddr (page-aligned)
     data: list[tuple[int, bytes]]  # (vaddr, initial bytes) of .data, addends applied
     tpoff_slots: list[tuple[int, int]]  # (GOT slot vaddr, +1 add / -1 subtract)
-    objects: dict[str, int] = field(default_factory=dict)  # .dynsym data objects
     tls_size: int = 0  # PT_TLS memsz rounded to its alignment (0: no TLS segment)
 
 
@@ -54,7 +53,6 @@ def _read_elf(path: str, mtime: float) -> Optional[ElfFacts]:
         from elftools.common.exceptions import ELFError
         from elftools.elf.elffile import ELFFile
         from elftools.elf.relocation import RelocationSection
-        from elftools.elf.sections import SymbolTableSection
     except ImportError:  # pragma: no cover - a dependency
         return None
     try:
@@ -69,7 +67,6 @@ def _read_elf(path: str, mtime: float) -> Optional[ElfFacts]:
                 if sec is not None and sec["sh_type"] == "SHT_PROGBITS":
                     data.append((sec["sh_addr"], bytearray(sec.data())))
             slots: list[tuple[int, int]] = []
-            objects: dict[str, int] = {}
             wide = elf.elfclass == 64
             for sec in elf.iter_sections():
                 if isinstance(sec, RelocationSection) and sec["sh_type"] in ("SHT_RELA",
@@ -80,13 +77,9 @@ def _read_elf(path: str, mtime: float) -> Optional[ElfFacts]:
                             _apply(data, r["r_offset"], r["r_addend"], wide)
                         elif t in _TPOFF_ADD or t in _TPOFF_SUB:
                             slots.append((r["r_offset"], -1 if t in _TPOFF_SUB else 1))
-                elif isinstance(sec, SymbolTableSection) and sec.name == ".dynsym":
-                    for s in sec.iter_symbols():
-                        if s["st_info"]["type"] == "STT_OBJECT" and s["st_value"]:
-                            objects[s.name] = s["st_value"]
             return ElfFacts(path, elf["e_type"] == "ET_DYN", min(loads) & ~0xFFF if loads
-                            else 0, [(a, bytes(b)) for a, b in data], slots, objects,
-                            tls[0] if tls else 0)
+                            else 0, [(a, bytes(b)) for a, b in data], slots,
+                            tls_size=tls[0] if tls else 0)
     except (OSError, ELFError, ValueError, KeyError, struct.error):
         return None
 
@@ -98,6 +91,29 @@ def _apply(data: list, vaddr: int, value: int, wide: bool) -> None:
             width = 8 if wide else 4
             buf[off:off + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width,
                                                                                 "little")
+
+
+@lru_cache(maxsize=8)
+def dynsym_objects(path: str, names: tuple[str, ...]) -> dict[str, int]:
+    """Link-time addresses of some .dynsym data objects (read only when needed)."""
+    try:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.sections import SymbolTableSection
+    except ImportError:  # pragma: no cover - a dependency
+        return {}
+    out: dict[str, int] = {}
+    try:
+        with open(path, "rb") as fh:
+            sec = ELFFile(fh).get_section_by_name(".dynsym")
+            if isinstance(sec, SymbolTableSection):
+                for name in names:
+                    for sym in sec.get_symbol_by_name(name) or ():
+                        if sym["st_value"]:
+                            out[name] = sym["st_value"]
+    except (OSError, ELFError, ValueError, KeyError, struct.error):
+        pass
+    return out
 
 
 def read_elf(path: str) -> Optional[ElfFacts]:
@@ -125,8 +141,10 @@ def load_bias(target: Target, facts: ElfFacts, path: str) -> tuple[Optional[int]
     starts = [r.start for r in target.regions() if _same_file(r.name, path)]
     if starts:
         return min(starts) - facts.first_load, "lowest mapping of the file"
-    for name in ("_IO_2_1_stderr_", "_IO_2_1_stdout_", "__libc_single_threaded"):
-        at = facts.objects.get(name)
+    names = ("_IO_2_1_stderr_", "_IO_2_1_stdout_", "__libc_single_threaded")
+    objects = dynsym_objects(path, names)
+    for name in names:
+        at = objects.get(name)
         try:
             addr = target.symbol(name)
         except MultiheapError:
