@@ -141,6 +141,10 @@ class Heap:
         self._free_index: Optional[dict[int, str]] = None
         self._bins: dict[int, list[FreeList]] = {}
         self._fast: dict[int, list[FreeList]] = {}
+        self._lists: dict[tuple[str, int, int], FreeList] = {}  # one walked list each
+        self._members: dict[int, set[int]] = {}  # id(FreeList) -> its chunks, as a set
+        self._tc_heads: Optional[list[Tcache]] = None
+        self._tc_struct: dict[int, Optional[dict]] = {}
         self._preloaded = False
         self.notes: list[str] = list(config.warnings)
 
@@ -440,16 +444,14 @@ class Heap:
         """bin_at(arena, i): the fake chunk whose fd/bk are bins[2(i-1)], bins[2i-1]."""
         return arena.addr + self.L_state.offset("bins") + (i - 1) * 2 * self.sz - 2 * self.sz
 
-    def bins(self, arena: Arena) -> list[FreeList]:
-        """Bins 1 (unsorted) to 127, each walked along fd."""
-        if arena.addr in self._bins:
-            return self._bins[arena.addr]
-        out = []
-        raw = arena.f["bins"]
-        for i in range(1, 128):
+    def bin_list(self, arena: Arena, i: int) -> FreeList:
+        """Bin ``i`` (1 = unsorted) of an arena, walked along fd (cached)."""
+        key = ("bin", arena.addr, i)
+        fl = self._lists.get(key)
+        if fl is None:
             kind = "unsorted" if i == 1 else ("small" if i < 64 else "large")
             fl = FreeList(kind, i)
-            first = raw[2 * (i - 1)]
+            first = arena.f["bins"][2 * (i - 1)]
             b = self.bin_address(arena, i)
             if first != b:
                 self._walk_list(fl, first, b, index_of=None if i == 1 else self.p.bin_index)
@@ -457,42 +459,56 @@ class Heap:
                     tiny = [a for a, s in zip(fl.chunks, fl.sizes) if s < self.p.minsize]
                     if tiny:
                         fl.stop = Stop(tiny[0], "impossible chunk size in the unsorted bin")
-            out.append(fl)
-        self._bins[arena.addr] = out
-        return out
+            self._lists[key] = fl
+        return fl
+
+    def bins(self, arena: Arena) -> list[FreeList]:
+        """Bins 1 (unsorted) to 127."""
+        if arena.addr not in self._bins:
+            self._bins[arena.addr] = [self.bin_list(arena, i) for i in range(1, 128)]
+        return self._bins[arena.addr]
+
+    def fastbin_list(self, arena: Arena, i: int) -> FreeList:
+        """Fastbin ``i`` of an arena (cached)."""
+        key = ("fast", arena.addr, i)
+        fl = self._lists.get(key)
+        if fl is None:
+            fl = FreeList("fast", i)
+            head = arena.f["fastbinsY"][i]
+            if head:
+                self._walk_list(fl, head, 0, self.p.safe_linking,
+                                exact=self.p.fastbin_size(i))
+            self._lists[key] = fl
+        return fl
 
     def fastbins(self, arena: Arena) -> list[FreeList]:
         if not self.p.has_fastbins:
             return []
-        if arena.addr in self._fast:
-            return self._fast[arena.addr]
-        out = []
-        for i, head in enumerate(arena.f["fastbinsY"]):
-            fl = FreeList("fast", i)
-            if head:
-                self._walk_list(fl, head, 0, self.p.safe_linking,
-                                exact=self.p.fastbin_size(i))
-            out.append(fl)
-        self._fast[arena.addr] = out
-        return out
+        if arena.addr not in self._fast:
+            self._fast[arena.addr] = [self.fastbin_list(arena, i)
+                                      for i in range(len(arena.f["fastbinsY"]))]
+        return self._fast[arena.addr]
 
     # tcache --------------------------------------------------------------------
+    def tcache_heads(self) -> list[Tcache]:
+        """Each thread's tcache pointer, lists not walked yet (cached)."""
+        if self._tc_heads is None:
+            self._tc_heads = []
+            if self.L_tcache is not None:
+                offset = self.overrides.tcache_offset
+                for t in self.target.threads():
+                    addr, how = self._tcache_pointer(t, offset)
+                    self._tc_heads.append(Tcache(t, addr, how))
+        return self._tc_heads
+
     def tcaches(self) -> list[Tcache]:
-        """Each thread's tcache (empty list before glibc 2.26)."""
-        if self._tcaches is not None:
-            return self._tcaches
-        out: list[Tcache] = []
-        if self.L_tcache is not None:
-            threads = self.target.threads()
-            offset = self.overrides.tcache_offset
-            for t in threads:
-                addr, how = self._tcache_pointer(t, offset)
-                tc = Tcache(t, addr, how)
-                if addr:
+        """Each thread's tcache with every bin walked (empty list before glibc 2.26)."""
+        if self._tcaches is None:
+            for tc in self.tcache_heads():
+                if tc.addr and not tc.bins:
                     self._tcache_bins(tc)
-                out.append(tc)
-        self._tcaches = out
-        return out
+            self._tcaches = self.tcache_heads()
+        return self._tcaches
 
     def _tcache_pointer(self, t: Thread, offset: Optional[int]) -> tuple[Optional[int], str]:
         tp = None
@@ -517,24 +533,70 @@ class Heap:
                 return None, f"thread pointer {tp:#x}{offset:+#x} is unreadable"
         return None, f"not found (no debug info for the TLS variable tcache; {how})"
 
-    def _tcache_bins(self, tc: Tcache) -> None:
+    def _tcache_fields(self, tc: Tcache) -> Optional[dict]:
         assert self.L_tcache is not None and tc.addr is not None
-        try:
-            f = self.read_struct(self.L_tcache, tc.addr)
-        except TargetMemoryError:
-            tc.how += "; struct unreadable"
-            return
-        counts = f[self.p.counts_field]
-        p = self.p
-        small = p.tcache_small_bins
+        if tc.addr not in self._tc_struct:
+            try:
+                self._tc_struct[tc.addr] = self.read_struct(self.L_tcache, tc.addr)
+            except TargetMemoryError:
+                self._tc_struct[tc.addr] = None
+                tc.how += "; struct unreadable"
+        return self._tc_struct[tc.addr]
 
-        for i, head in enumerate(f["entries"]):
-            fl = FreeList("tcache", i, count_field=counts[i])
+    def tcache_list(self, tc: Tcache, i: int) -> FreeList:
+        """Bin ``i`` of one thread's tcache (cached)."""
+        key = ("tcache", tc.addr or 0, i)
+        fl = self._lists.get(key)
+        if fl is None:
+            f = self._tcache_fields(tc)
+            p = self.p
+            fl = FreeList("tcache", i, count_field=f[p.counts_field][i] if f else None)
+            head = f["entries"][i] if f else 0
             if head:
                 self._walk_list(fl, head - 2 * self.sz, -1, p.safe_linking,
                                 ptr_bias=2 * self.sz,
-                                exact=(p.tcache_size(i) or 0) if i < small else 0)
-            tc.bins.append(fl)
+                                exact=(p.tcache_size(i) or 0) if i < p.tcache_small_bins else 0)
+            self._lists[key] = fl
+        return fl
+
+    def _tcache_bins(self, tc: Tcache) -> None:
+        f = self._tcache_fields(tc)
+        if f is not None:
+            tc.bins = [self.tcache_list(tc, i) for i in range(len(f["entries"]))]
+
+    def _listed(self, fl: FreeList, addr: int) -> bool:
+        members = self._members.get(id(fl))
+        if members is None:
+            members = self._members[id(fl)] = set(fl.chunks)
+        return addr in members
+
+    def _listed_state(self, c: Chunk) -> Optional[str]:
+        """Which free list holds chunk ``c``, looking only where its size can be."""
+        p, size = self.p, c.size
+        if size < p.minsize or size & p.align_mask:
+            return None
+        if self.L_tcache is not None:
+            i = p.tcache_index(size)
+            idx = [i] if i < p.tcache_small_bins else \
+                list(range(p.tcache_small_bins, p.tcache_max_bins))
+            for tc in self.tcache_heads():
+                f = self._tcache_fields(tc) if tc.addr else None
+                for j in idx:
+                    if f is not None and j < len(f["entries"]) \
+                            and self._listed(self.tcache_list(tc, j), c.addr):
+                        return "tcache"
+        arena = self.arena_of(c.addr)
+        if arena is None:
+            return None
+        if p.has_fastbins:
+            i = p.fastbin_index(size)
+            if 0 <= i < len(arena.f["fastbinsY"]) \
+                    and self._listed(self.fastbin_list(arena, i), c.addr):
+                return "fast"
+        for i in (1, p.bin_index(size)):
+            if 1 <= i < 128 and self._listed(self.bin_list(arena, i), c.addr):
+                return "free"
+        return None
 
     # classification ------------------------------------------------------------
     def free_index(self) -> dict[int, str]:
@@ -559,7 +621,10 @@ class Heap:
         for a in self.arenas():
             if c.addr == a.top:
                 return "top"
-        st = self.free_index().get(c.addr)
+        if self._free_index is not None:
+            st = self._free_index.get(c.addr)
+        else:  # one chunk: only the lists its size can be in
+            st = self._listed_state(c)
         if st:
             return st
         try:

@@ -66,3 +66,27 @@ def test_init_gdb_prints_a_source_line(tmp_path):
     res = subprocess.run(["gdb", "-batch", "-ex", "pthelp"], capture_output=True, text=True,
                          env=env, timeout=60)
     assert "ptchunk" in res.stdout, res.stderr
+
+
+N_RECS = 110
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["x86_64", "i386"])
+def one_by_one(request):
+    """A session that only ever asks ptchunk: each state comes from the lists the
+    chunk's size can be in, not from a full index of every free list."""
+    cmds = [f"ptchunk -m recs[{i}].mem --json" for i in range(N_RECS)]
+    return run_gdb(build("scenario", m32=request.param), "basic", cmds)
+
+
+def test_ptchunk_state_of_every_record(one_by_one):
+    t = one_by_one.truth
+    fast = t.version < (2, 43)
+    assert len(t.records) < N_RECS
+    for i, r in enumerate(t.records):
+        c = one_by_one.json(f"ptchunk -m recs[{i}].mem --json")["chunks"][0]
+        assert c["mem"] == r["mem"]
+        want = {"live": ("mmapped",) if r["req"] >= 128 * 1024 else ("inuse",),
+                "tcache": ("tcache",), "binned": ("free", "tcache"),
+                "fast_or_tcache": ("fast",) if fast else ("tcache",)}[r["kind"]]
+        assert c["state"] in want, (i, r, c)
