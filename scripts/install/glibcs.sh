@@ -51,7 +51,7 @@ if ! mkdir -p "$root" 2>/dev/null || [ ! -w "$root" ]; then
     {
         echo "setup: glibc builds for the test matrix missing in $root (${todo[*]})"
         echo "setup: not allowed to write there; run this, then scripts/setup.sh --tests again:"
-        echo "sudo bash $(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+        echo "sudo ${MULTIHEAP_GLIBC_ROOT:+MULTIHEAP_GLIBC_ROOT=$root }bash $(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
         echo "setup: (or set MULTIHEAP_GLIBC_ROOT to a writable directory)"
     } >&2
     exit 1
