@@ -48,7 +48,9 @@ def mallinfo2(heap: Heap) -> dict[str, int]:
             m["hblks"] = heap.mp["n_mmaps"]
             m["hblkhd"] = heap.mp["mmapped_mem"]
             m["keepcost"] = top
-    return m
+    # size_t arithmetic, as in glibc: a corrupted top size wraps rather than going negative.
+    mask = (1 << (8 * heap.sz)) - 1
+    return {k: v & mask for k, v in m.items()}
 
 
 def arena_stats(heap: Heap, arena: Arena, stops: list[Stop]) -> ArenaStats:

@@ -34,7 +34,7 @@ def require(tool: str) -> str:
 
 
 def build(program: str = "scenario", *, m32: bool = False, cflags: tuple[str, ...] = (),
-          glibc: Optional["GlibcBuild"] = None) -> Path:
+          glibc: Optional[GlibcBuild] = None) -> Path:
     """Compile tests/programs/PROGRAM.c (cached by source, flags and glibc)."""
     require("gcc")
     src = PROGRAMS / f"{program}.c"
@@ -103,7 +103,7 @@ class Truth:
     mmap_size: int = 0
 
     @classmethod
-    def load(cls, path: Path) -> "Truth":
+    def load(cls, path: Path) -> Truth:
         data = json.loads(path.read_text())
         t = cls(**data)
         root = ET.parse(str(path) + ".xml").getroot()

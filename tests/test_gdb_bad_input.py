@@ -87,3 +87,13 @@ def test_no_process_is_one_line(tmp_path):
     errors = [ln for ln in out.stderr.splitlines() if ln.startswith("pt")]
     assert len(errors) == 2, out.stderr
     assert all("no process" in ln or "no target" in ln for ln in errors), errors
+
+
+def test_enormous_top_size_is_a_marked_stop_not_a_huge_read():
+    run = run_gdb(build("scenario"), "badtop", ["ptstats --json", "ptlist --json", "ptarena",
+                                                 "ptfree --json"], timeout=120)
+    for cmd in ("ptstats --json", "ptlist --json", "ptfree --json"):
+        assert run.error(cmd) is None, run.error(cmd)
+    notes = run.json("ptlist --json")["notes"]
+    assert any("runs past system_mem" in n["message"] for n in notes), notes
+    assert "runs past system_mem" in run.out("ptarena")

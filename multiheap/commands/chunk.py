@@ -151,6 +151,8 @@ class PtList:
         if not out.structured():
             walk = ((a, s, FLAG_TEXT[f], st) for a, s, f, st in walk)
         out.field("count", out.table("chunks", cols, walk))
+        for st in arena.stops:  # the arena's own structure (its heaps) is damaged
+            out.note(st.message(f"arena {arena.addr:#x}"), **st.as_dict())
         for st in stops:
             out.note(st.message("walk"), **st.as_dict())
         if stops:

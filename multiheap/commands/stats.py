@@ -51,6 +51,9 @@ class PtStats:
         for k in MALLINFO2_FIELDS:
             out.field(k, mi[k])
         out.end()
+        for a in heap.arenas():
+            for st in a.stops:
+                out.note(st.message(f"arena {a.addr:#x}"), **st.as_dict())
         for st in stops:
             out.note(st.message("walk"), **st.as_dict())
         for a in heap.arenas():

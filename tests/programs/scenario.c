@@ -5,6 +5,7 @@
           threads  basic, plus worker threads with their own arenas and tcaches
           cycle    basic, then a fastbin (or tcache on 2.43+) list made cyclic
           badsize  basic, then an in-use chunk's size field overwritten
+          badtop   basic, then the top chunk's size made enormous
 
    The truth (JSON in TRUTH_FILE, malloc_info's XML in TRUTH_FILE.xml) is taken last,
    just before checkpoint(), with no allocation in between: the FILEs use static
@@ -156,7 +157,7 @@ static void write_truth(FILE *j, FILE *x, const char *mode, int nthreads)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s basic|threads|cycle|badsize TRUTH_FILE\n", argv[0]);
+        fprintf(stderr, "usage: %s basic|threads|cycle|badsize|badtop TRUTH_FILE\n", argv[0]);
         return 2;
     }
     const char *mode = argv[1];
@@ -200,6 +201,16 @@ int main(int argc, char **argv)
 #endif
                 break;
             }
+    } else if (strcmp(mode, "badtop") == 0) {
+        /* The main heap ends at the program break and top is its last chunk, keepcost
+           bytes long (mallinfo2's keepcost is main_arena's top size). */
+#if __GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33)
+        size_t keep = mallinfo2().keepcost;
+#else
+        size_t keep = (size_t)mallinfo().keepcost;
+#endif
+        size_t *top = (size_t *)((char *)sbrk(0) - keep);
+        top[1] = ((size_t)1 << (sizeof(size_t) * 8 - 2)) | 1;
     } else if (strcmp(mode, "badsize") == 0) {
         /* An in-use chunk claims to be far larger than the heap. */
         size_t *hdr = (size_t *)recs[5].mem - 1;
