@@ -206,3 +206,11 @@ def test_tcache_holds_the_truths_records(cell):
     assert len(expected) == t.threads + 1
     for tid, mems in expected.items():
         assert mems <= by_tid[tid], f"thread {tid}"
+
+
+def test_pttcache_lists_only_bins_with_chunks(cell):
+    # On 2.42+ an empty bin's num_slots holds its limit, not 0: still not listed.
+    run, _ = cell
+    for tc in run.json("pttcache --json")["tcaches"]:
+        for b in tc["bins"]:
+            assert b["chunks"], (tc["tid"], b)

@@ -95,8 +95,9 @@ def emit_tcache(heap: Heap, tc: Tcache, out) -> None:
         out.field("tid", t.tid)
         out.field("addr", tc.addr)
     out.begin_list("bins")
+    counts_down = heap.p.version >= (2, 42)  # an empty bin's num_slots is its limit
     for fl in tc.bins:
-        if not fl.chunks and fl.stop is None and not fl.count_field:
+        if not fl.chunks and fl.stop is None and (counts_down or not fl.count_field):
             continue
         size = heap.p.tcache_size(fl.index)
         label = f"size {size:#x}" if size else "large"
