@@ -67,7 +67,7 @@ def action_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="multiheap", description="set-up and demo actions")
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sp = sub.add_parser("init", help="print the lines that load multiheap in a debugger")
-    sp.add_argument("host", help="gdb (lldb and r2 once their frontends exist)")
+    sp.add_argument("host", choices=("gdb", "lldb", "r2"), help="the debugger: %(choices)s")
     sp.add_argument("--install", action="store_true", help="append them to the rc file")
     sp.set_defaults(fn=_init)
     sp = sub.add_parser("demo", help="build the bundled sample and show its heap")
