@@ -210,3 +210,42 @@ def run_gdb(exe: Path, mode: str, commands: list[str], *, core: Optional[Path] =
     if truth is None:
         truth = Truth.load(truth_path)
     return Run(truth, results, gcore, proc.stderr)
+
+
+# ---------------------------------------------------------------- shared checks
+def free_locations(ptfree: dict, pointer_size: int) -> dict[int, list[str]]:
+    """User pointer -> where ptfree's JSON lists it ("bin", "fast", "tcache")."""
+    where: dict[int, list[str]] = {}
+    for a in ptfree["arenas"]:
+        for kind, lists in (("bin", a["bins"]), ("fast", a["fastbins"] or [])):
+            for b in lists:
+                for c in b["chunks"]:
+                    where.setdefault(c["addr"] + 2 * pointer_size, []).append(kind)
+    for tc in ptfree["tcaches"]:
+        for b in tc["bins"]:
+            for c in b["chunks"]:
+                where.setdefault(c["mem"], []).append("tcache")
+    return where
+
+
+def check_frees_found_once(ptfree: dict, t: Truth) -> None:
+    """Every chunk the program freed is listed once, where glibc keeps it; nothing else."""
+    where = free_locations(ptfree, t.pointer_size)
+    for mem in t.mems("tcache"):
+        assert where.get(mem) == ["tcache"], hex(mem)
+    for mem in t.mems("fast_or_tcache"):
+        assert where.get(mem) == (["fast"] if t.version < (2, 43) else ["tcache"]), hex(mem)
+    for mem in t.mems("binned"):
+        assert where.get(mem) in (["bin"], ["tcache"]), hex(mem)
+    for mem in t.mems("live"):
+        assert mem not in where, hex(mem)
+    assert len(where) == len(t.mems("tcache", "fast_or_tcache", "binned"))
+
+
+def expected_tcache(t: Truth) -> dict[int, set[int]]:
+    """tid -> the user pointers the program left in that thread's tcache."""
+    out: dict[int, set[int]] = {}
+    for r in t.records:
+        if r["kind"] == "tcache" or (r["kind"] == "fast_or_tcache" and t.version >= (2, 43)):
+            out.setdefault(r["tid"], set()).add(r["mem"])
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import JSON_COMMANDS, TEXT_COMMANDS
+from harness import check_frees_found_once, expected_tcache
 
 SCENARIOS = ["basic", "threads", "basic32"]
 
@@ -89,30 +90,7 @@ def test_ptbin_and_ptfast_agree_with_ptfree(run):
 
 
 def test_every_freed_chunk_is_found_exactly_once(run):
-    t, ps = run.truth, run.truth.pointer_size
-    free = run.json("ptfree --json")
-    where: dict[int, list[str]] = {}
-    for a in free["arenas"]:
-        for b in a["bins"]:
-            for c in b["chunks"]:
-                where.setdefault(c["addr"] + 2 * ps, []).append("bin")
-        for b in a["fastbins"] or []:
-            for c in b["chunks"]:
-                where.setdefault(c["addr"] + 2 * ps, []).append("fast")
-    for tc in free["tcaches"]:
-        for b in tc["bins"]:
-            for c in b["chunks"]:
-                where.setdefault(c["mem"], []).append("tcache")
-    for mem in t.mems("tcache"):
-        assert where.get(mem) == ["tcache"], hex(mem)
-    for mem in t.mems("fast_or_tcache"):
-        assert where.get(mem) == (["fast"] if _has_fastbins(t) else ["tcache"]), hex(mem)
-    for mem in t.mems("binned"):
-        assert where.get(mem) in (["bin"], ["tcache"]), hex(mem)
-    for mem in t.mems("live"):
-        assert mem not in where, hex(mem)
-    # Nothing else is free: the program made every free chunk itself.
-    assert len(where) == len(t.mems("tcache", "fast_or_tcache", "binned"))
+    check_frees_found_once(run.json("ptfree --json"), run.truth)
 
 
 def test_each_threads_tcache(run):
@@ -120,11 +98,7 @@ def test_each_threads_tcache(run):
     tcaches = run.json("pttcache --json")["tcaches"]
     assert len(tcaches) == t.threads + 1
     by_tid = {tc["tid"]: {c["mem"] for b in tc["bins"] for c in b["chunks"]} for tc in tcaches}
-    expected: dict[int, set[int]] = {}
-    for r in t.records:
-        if r["kind"] == "tcache" or (r["kind"] == "fast_or_tcache" and not _has_fastbins(t)):
-            expected.setdefault(r["tid"], set()).add(r["mem"])
-    for tid, mems in expected.items():
+    for tid, mems in expected_tcache(t).items():
         assert mems <= by_tid[tid], f"thread {tid}"
     for tc in tcaches:
         for b in tc["bins"]:

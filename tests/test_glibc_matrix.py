@@ -29,7 +29,17 @@ from typing import Optional
 
 import pytest
 from glibcbuilds import other_builds
-from harness import BUILD_DIR, VENV, GlibcBuild, Run, Truth, build, gdb_env, run_gdb
+from harness import (
+    BUILD_DIR,
+    VENV,
+    GlibcBuild,
+    Run,
+    Truth,
+    build,
+    expected_tcache,
+    gdb_env,
+    run_gdb,
+)
 from test_lldb import run_lldb
 from test_r2 import run_r2
 
@@ -199,10 +209,7 @@ def test_tcache_holds_the_truths_records(cell):
     tcaches = run.json("pttcache --json")["tcaches"]
     assert len(tcaches) == t.threads + 1
     by_tid = {tc["tid"]: {c["mem"] for b in tc["bins"] for c in b["chunks"]} for tc in tcaches}
-    expected: dict[int, set[int]] = {}
-    for r in t.records:
-        if r["kind"] == "tcache" or (r["kind"] == "fast_or_tcache" and t.version >= (2, 43)):
-            expected.setdefault(r["tid"], set()).add(r["mem"])
+    expected = expected_tcache(t)
     assert len(expected) == t.threads + 1
     for tid, mems in expected.items():
         assert mems <= by_tid[tid], f"thread {tid}"

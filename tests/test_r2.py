@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import JSON_COMMANDS
-from harness import BUILD_DIR, VENV, Truth, build
+from harness import BUILD_DIR, VENV, Truth, build, check_frees_found_once
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "==MH-NEXT=="
@@ -151,27 +151,7 @@ def test_live_config(r2_live):
 
 def test_live_free_lists_are_the_programs_frees(r2_live):
     out, t = r2_live
-    ps = t.pointer_size
-    free = _one_json(out["ptfree --json"])
-    where: dict[int, list[str]] = {}
-    for a in free["arenas"]:
-        for b in a["bins"]:
-            for c in b["chunks"]:
-                where.setdefault(c["addr"] + 2 * ps, []).append("bin")
-        for b in a["fastbins"] or []:
-            for c in b["chunks"]:
-                where.setdefault(c["addr"] + 2 * ps, []).append("fast")
-    for tc in free["tcaches"]:
-        for b in tc["bins"]:
-            for c in b["chunks"]:
-                where.setdefault(c["mem"], []).append("tcache")
-    for mem in t.mems("tcache"):
-        assert where.get(mem) == ["tcache"], hex(mem)
-    for mem in t.mems("fast_or_tcache"):
-        assert where.get(mem) == (["fast"] if t.version < (2, 43) else ["tcache"]), hex(mem)
-    for mem in t.mems("live"):
-        assert mem not in where, hex(mem)
-    assert len(where) == len(t.mems("tcache", "fast_or_tcache", "binned"))
+    check_frees_found_once(_one_json(out["ptfree --json"]), t)
 
 
 def test_live_arenas_match_malloc_info(r2_live):
