@@ -47,22 +47,8 @@ if [ "$with_tests" = 1 ]; then
     need_i386=1
 fi
 
-fake_missing=" ${MULTIHEAP_SETUP_FAKE_MISSING:-} "
-missing=()
-for p in "${pkgs[@]}"; do
-    if [[ "$fake_missing" == *" $p "* ]]; then
-        missing+=("$p")
-        continue
-    fi
-    # Status is e.g. "install ok installed" or "hold ok installed";
-    # "unknown ok not-installed", "deinstall ok config-files" or no answer at
-    # all (an i386 package before the architecture is added) mean missing.
-    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    case "$status" in
-        *" ok installed") ;;
-        *) missing+=("$p") ;;
-    esac
-done
+. scripts/lib/apt.sh
+missing_packages "${pkgs[@]}"
 
 add_arch=0
 if [ "$need_i386" = 1 ] && ! dpkg --print-foreign-architectures | grep -qx i386; then
@@ -89,18 +75,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
         log "adding dpkg architecture i386"
         dpkg --add-architecture i386
     fi
-    # Always update before installing: a fresh machine may have no lists, and a
-    # newly added architecture has none until the next update.
-    # A mirror caught mid-sync can fail one index (seen here: bookworm-security
-    # i386) while the packages we need come from another: warn, let the
-    # install decide.
-    log "apt-get update"
-    if ! apt-get -o DPkg::Lock::Timeout=120 update -qq; then
-        log "warning: apt-get update reported errors (above); installing with the lists apt has"
-    fi
-    log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 \
-        install -y -qq --no-install-recommends "${missing[@]}"
+    # apt_install always updates first: a newly added architecture has no lists.
+    apt_install "${missing[@]}"
 else
     log "system packages present"
 fi

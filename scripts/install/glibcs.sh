@@ -14,6 +14,7 @@
 # MULTIHEAP_GLIBC_REFRESH=1 re-resolves every suite (e.g. after sid moved).
 # Not root and the root is not writable: prints the command and exits 1.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
 
 root=${MULTIHEAP_GLIBC_ROOT:-/opt/multiheap-glibc}
 suites=(bullseye trixie sid)
@@ -60,28 +61,9 @@ for tool in apt-get dpkg-deb; do
     command -v "$tool" >/dev/null || { echo "setup: $tool is needed for the glibc builds" >&2; exit 1; }
 done
 
-mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' \
-    /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-if [ -z "$mirror" ]; then
-    mirror=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-        /etc/apt/sources.list 2>/dev/null || true)
-fi
-[ -n "$mirror" ] || { echo "setup: no Debian mirror found in /etc/apt/sources.list*" >&2; exit 1; }
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-
 state="$root/.apt"
-mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/debs"
-list="$state/sources.list"
-: >"$list"
-for s in "${todo[@]}"; do
-    echo "deb [signed-by=$keyring] $mirror $s main" >>"$list"
-done
-A=(-o "Dir::Etc::sourcelist=$list" -o "Dir::Etc::sourceparts=-"
-   -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache"
-   -o "Dir::State::status=/dev/null" -o "APT::Architecture=amd64"
-   -o "APT::Architectures=amd64" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
-echo "setup: apt-get update (private list: ${todo[*]})"
-apt-get "${A[@]}" update -qq
+mkdir -p "$state/debs"
+private_apt "$state" "${todo[@]}"
 
 for s in "${todo[@]}"; do
     # the version this suite has now: the candidate of libc6 from its Packages file

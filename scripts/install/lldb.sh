@@ -11,21 +11,9 @@
 # and exits 1.
 set -euo pipefail
 
-pkgs=(lldb-16 python3-lldb-16 liblldb-16-dev)
-fake_missing=" ${MULTIHEAP_SETUP_FAKE_MISSING:-} "
-missing=()
-for p in "${pkgs[@]}"; do
-    if [[ "$fake_missing" == *" $p "* ]]; then
-        missing+=("$p")
-        continue
-    fi
-    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    case "$status" in
-        *" ok installed") ;;
-        *) missing+=("$p") ;;
-    esac
-done
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
 
+missing_packages lldb-16 python3-lldb-16 liblldb-16-dev
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "setup: lldb-16 present"
     exit 0
@@ -41,12 +29,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-echo "setup: installing ${missing[*]}"
-if ! apt-get -o DPkg::Lock::Timeout=120 update -qq; then
-    echo "setup: warning: apt-get update reported errors (above); installing with the lists apt has"
-fi
-DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 \
-    install -y -qq --no-install-recommends "${missing[@]}"
+apt_install "${missing[@]}"
 
 # Check that the Python bindings really load (the trap of lldb-14).
 if ! /usr/lib/llvm-16/bin/lldb -b -o 'script import lldb, sys; print("lldb python", sys.version.split()[0])' \

@@ -15,6 +15,7 @@
 # Idempotent: quick and offline when installed.  MULTIHEAP_R2_REFRESH=1 re-resolves.
 # Not root and something missing: prints the command and exits 1.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 root=${MULTIHEAP_R2_ROOT:-/opt/multiheap-r2}
@@ -69,25 +70,9 @@ for tool in apt-get apt-cache dpkg-deb patchelf; do
     command -v "$tool" >/dev/null || { echo "setup: $tool is needed for radare2" >&2; exit 1; }
 done
 
-mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' \
-    /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-if [ -z "$mirror" ]; then
-    mirror=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-        /etc/apt/sources.list 2>/dev/null || true)
-fi
-[ -n "$mirror" ] || { echo "setup: no Debian mirror found in /etc/apt/sources.list*" >&2; exit 1; }
-
 mkdir -p "$root"
 state="$root/.apt"
-mkdir -p "$state/lists/partial" "$state/cache/archives/partial"
-list="$state/sources.list"
-echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main" >"$list"
-A=(-o "Dir::Etc::sourcelist=$list" -o "Dir::Etc::sourceparts=-"
-   -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache"
-   -o "Dir::State::status=/dev/null" -o "APT::Architecture=amd64"
-   -o "APT::Architectures=amd64" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
-echo "setup: apt-get update (private list: sid)"
-apt-get "${A[@]}" update -qq
+private_apt "$state" sid
 
 # radare2 itself only Depends on libc6; its libraries are libradare2-<soversion>.
 libpkg=$(apt-cache "${A[@]}" pkgnames libradare2- | grep -E '^libradare2-[0-9]' | sort -V | tail -n1)
