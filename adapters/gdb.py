@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from typing import Optional
 
 import gdb  # type: ignore[import-not-found]
 
+from multiheap.adapters.gdbtext import core_sections, merge_core_regions, proc_mappings
 from multiheap.errors import NoTargetError, TargetMemoryError
 from multiheap.target import Module, Region, Thread, TypeLayout
 
@@ -95,45 +95,19 @@ class GdbTarget:
 
     def _proc_mappings(self) -> list[Region]:
         try:
-            text = gdb.execute("info proc mappings", to_string=True)
+            out = proc_mappings(gdb.execute("info proc mappings", to_string=True))
         except gdb.error:
             return []
-        out = []
-        for line in text.splitlines():
-            m = re.match(r"\s*(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+0x[0-9a-f]+\s+0x[0-9a-f]+"
-                         r"(?:\s+([rwxps-]{4}))?\s*(.*)$", line)
-            if m:
-                perms = m.group(3) or "rw-p"
-                out.append(Region(int(m.group(1), 16), int(m.group(2), 16), perms,
-                                  m.group(4).strip()))
-        if self.state == "core":
-            # a core's mapping list names only files; add the anonymous dumped parts
-            named = out
-            out = sorted(named + [r for r in self._core_sections()
-                                  if not any(n.start < r.end and r.start < n.end
-                                             for n in named)], key=lambda r: r.start)
+        if self.state == "core":  # a core's mapping list names only files
+            out = merge_core_regions(out, self._core_sections())
         return out
 
     def _core_sections(self) -> list[Region]:
         try:
-            text = gdb.execute("maintenance info sections -all-objects", to_string=True)
+            return core_sections(gdb.execute("maintenance info sections -all-objects",
+                                              to_string=True))
         except gdb.error:
             return []
-        out = []
-        core = False
-        for line in text.splitlines():
-            if line.startswith("Core file"):
-                core = True
-            elif line.startswith(("Object file", "Exec file")):
-                core = False
-            m = re.search(r"(0x[0-9a-f]+)->(0x[0-9a-f]+)\s+at\s+\S+:\s+(load\d*\S*)\s+(.*)",
-                          line)
-            if core and m:
-                flags = m.group(4)
-                perms = "r" + ("-" if "READONLY" in flags else "w") + \
-                    ("x" if "CODE" in flags else "-")
-                out.append(Region(int(m.group(1), 16), int(m.group(2), 16), perms, ""))
-        return out
 
     def modules(self) -> list[Module]:
         out = []
