@@ -6,7 +6,7 @@ import os
 import re
 from typing import Optional
 
-from multiheap.errors import TargetMemoryError
+from multiheap.memory import region_contents
 from multiheap.target import Module, Target
 
 Version = tuple[int, int]
@@ -52,13 +52,7 @@ def version_from_memory(target: Target, module: Optional[Module]) -> Optional[Ve
     if module is not None:
         base = os.path.basename(module.path)
         regions = [r for r in regions if r.name and os.path.basename(r.name) == base]
-    for r in regions:
-        if r.size > 64 << 20:
-            continue
-        try:
-            data = target.read(r.start, r.size)
-        except TargetMemoryError:
-            continue
+    for _r, data in region_contents(target, regions, 64 << 20):
         m = _BANNER.search(data)
         if m:
             return int(m.group(1)), int(m.group(2))

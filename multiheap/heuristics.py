@@ -26,6 +26,7 @@ from typing import Callable, Optional
 
 from multiheap.errors import MultiheapError, TargetMemoryError
 from multiheap.layouts import Layout, Params, layout
+from multiheap.memory import region_contents
 from multiheap.target import Region, Target, Thread
 
 _R_RELATIVE = 8  # R_X86_64_RELATIVE and R_386_RELATIVE
@@ -223,13 +224,7 @@ def arena_candidates_in_memory(target: Target, regions: list[Region], L: Layout,
     """Addresses in ``regions`` where many bins are empty (fd == bk == the bin itself)."""
     o_bins = L.offset("bins")
     votes: dict[int, int] = {}
-    for r in regions:
-        if r.size > 16 << 20:
-            continue
-        try:
-            buf = target.read(r.start, r.size)
-        except TargetMemoryError:
-            continue
+    for r, buf in region_contents(target, regions, 16 << 20):
         fmt = struct.Struct("<QQ" if sz == 8 else "<II")
         for off in range(0, len(buf) - 2 * sz + 1, sz):
             fd, bk = fmt.unpack_from(buf, off)
@@ -245,13 +240,7 @@ def arena_candidates_in_memory(target: Target, regions: list[Region], L: Layout,
 def mp_candidates_in_memory(target: Target, regions: list[Region], L: Layout,
                             p: Params) -> list[int]:
     out = []
-    for r in regions:
-        if r.size > 16 << 20:
-            continue
-        try:
-            buf = target.read(r.start, r.size)
-        except TargetMemoryError:
-            continue
+    for r, buf in region_contents(target, regions, 16 << 20):
         for off in range(0, len(buf) - L.size + 1, p.ptr_size):
             f = L.parse(buf, off)
             if f["n_mmaps_max"] == 65536 and f["arena_max"] == 0 and \

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import bisect
 import struct
+from collections.abc import Iterable, Iterator
 from typing import Optional
 
 from multiheap.errors import TargetMemoryError
-from multiheap.target import Target
+from multiheap.target import Region, Target
 
 _PAGE = 0x1000
 
@@ -118,3 +119,16 @@ class Memory:
         except TargetMemoryError:
             return False
         return True
+
+
+def region_contents(target: Target, regions: Iterable[Region],
+                    max_size: int) -> Iterator[tuple[Region, bytes]]:
+    """Each region's bytes, one read each, skipping unreadable ones and any larger than
+    ``max_size`` (memory scans must stay bounded)."""
+    for r in regions:
+        if r.size > max_size:
+            continue
+        try:
+            yield r, target.read(r.start, r.size)
+        except TargetMemoryError:
+            continue
