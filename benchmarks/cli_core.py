@@ -11,20 +11,20 @@ Targets (issue 3): ptstats under 2 s including gdb start-up; a round trip under 
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from common import build_bigheap, parser
+
 MULTIHEAP = Path(sys.prefix) / "bin" / "multiheap"
 
 
 def make_core(tmp: Path, chunks: int) -> tuple[Path, Path]:
     exe = tmp / "bigheap"
-    subprocess.run(["gcc", "-O1", "-g", str(HERE / "bigheap.c"), "-o", str(exe)], check=True)
+    build_bigheap(tmp)
     core = tmp / "bigheap.core"
     subprocess.run(["gdb", "-nx", "-batch", "-q", "-iex", "set debuginfod enabled off",
                     "-ex", "break checkpoint", "-ex", f"run {chunks}",
@@ -58,10 +58,7 @@ def round_trip(n: int = 1000) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--chunks", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+    args = parser(__doc__).parse_args()
     with tempfile.TemporaryDirectory() as t:
         exe, core = make_core(Path(t), args.chunks)
         base = [str(MULTIHEAP), "--core", str(core), "--exe", str(exe)]

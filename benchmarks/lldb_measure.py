@@ -15,7 +15,6 @@ Target (issue 4): ptstats under 3 s.  gdb's ptstats is measured as benchmarks/ru
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from common import build_bigheap, parser  # noqa: E402
 
 
 def _inner(what: str, exe: str, chunks: int) -> None:
@@ -83,16 +83,14 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--inner":
         _inner(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return 0
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--chunks", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap = parser(__doc__)
     ap.add_argument("--no-gdb", action="store_true", help="skip the gdb figure")
     args = ap.parse_args()
-    from run import build, gdb_once  # benchmarks/run.py
+    from run import gdb_once  # benchmarks/run.py
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        exe = build(Path(tmp))
+        exe = build_bigheap(Path(tmp))
         for label, what, extra in (("read (ReadMemory)", "read", {}),
                                    ("ptstats", "ptstats", {}),
                                    ("ptstats --json", "ptstats --json", {}),

@@ -11,7 +11,6 @@ Also: bare Python start-up, the plugin's imports, and r2's own reads for scale.
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
@@ -19,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-HERE = Path(__file__).resolve().parent
+from common import build_bigheap, parser
+
 PY = str(Path(sys.prefix) / "bin" / "python")
 
 
@@ -62,14 +61,9 @@ def session(exe: Path, chunks: int, repeat: int, big: bool):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--chunks", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+    args = parser(__doc__).parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(tmp) / "bigheap"
-        subprocess.run(["gcc", "-O1", "-g", str(HERE / "bigheap.c"), "-o", str(exe)],
-                       check=True)
+        exe = build_bigheap(Path(tmp))
         startup = best(lambda: subprocess.run([PY, "-c", "pass"], check=True), args.repeat)
         imports = best(lambda: subprocess.run(
             [PY, "-c", "import multiheap.plugins.r2 as p, multiheap.adapters.r2, "

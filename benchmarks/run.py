@@ -10,7 +10,6 @@ Targets (issue 2): ptstats <= 3x floor, ptlist <= 8x floor, peak extra memory < 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,14 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-HERE = Path(__file__).resolve().parent
-
-
-def build(tmp: Path) -> Path:
-    exe = tmp / "bigheap"
-    subprocess.run(["gcc", "-O1", "-g", str(HERE / "bigheap.c"), "-o", str(exe)], check=True)
-    return exe
+from common import HERE, ROOT, build_bigheap, parser
 
 
 def gdb_once(exe: Path, chunks: int, what: str) -> dict:
@@ -43,12 +35,9 @@ def gdb_once(exe: Path, chunks: int, what: str) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--chunks", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+    args = parser(__doc__).parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        exe = build(Path(tmp))
+        exe = build_bigheap(Path(tmp))
         results = {}
         for what in ("floor", "ptstats", "ptstats --json", "ptlist"):
             runs = [gdb_once(exe, args.chunks, what) for _ in range(args.repeat)]
