@@ -74,6 +74,7 @@ class MiProcess:
                                 "apt-get install gdb)")
         args = [path, "--interpreter=mi3", "-nx", "-q"]
         for c in ("set debuginfod enabled off", "set pagination off", "set width 0",
+                  "set may-call-functions off",  # expressions never run target code
                   "set confirm off", "set style enabled off", *init):
             args += ["-iex", c]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -41,7 +41,13 @@ from multiheap.session import Session  # noqa: E402
 
 
 def _evaluate(expr: str) -> int:
-    v = gdb.parse_and_eval(expr)
+    """An address argument, as gdb evaluates it, without ever calling target code."""
+    before = gdb.parameter("may-call-functions")
+    gdb.execute("set may-call-functions off", to_string=True)
+    try:
+        v = gdb.parse_and_eval(expr)
+    finally:
+        gdb.execute(f"set may-call-functions {'on' if before else 'off'}", to_string=True)
     if v.type.strip_typedefs().code == gdb.TYPE_CODE_ARRAY:
         v = v.address
     return int(v) & ((1 << (8 * v.type.sizeof)) - 1) if v.type.sizeof in (4, 8) else int(v)

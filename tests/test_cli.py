@@ -436,3 +436,12 @@ def test_ctrl_c_in_an_attached_shell_detaches(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_run_expressions_never_call_target_functions(tmp_path):
+    exe, truth = build("scenario"), tmp_path / "truth.json"
+    p = multiheap("--run", f"{exe} basic {truth}", "--break", "checkpoint",
+                  stdin="ptchunk (long)malloc(16)\nptstats --json\n")
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    assert "ptchunk: Cannot call functions" in p.stderr
+    assert json.loads(lines[-1])["mallinfo2"] == Truth.load(truth).mallinfo2

@@ -90,3 +90,12 @@ def test_ptchunk_state_of_every_record(one_by_one):
                 "tcache": ("tcache",), "binned": ("free", "tcache"),
                 "fast_or_tcache": ("fast",) if fast else ("tcache",)}[r["kind"]]
         assert c["state"] in want, (i, r, c)
+
+
+def test_expressions_never_call_target_functions():
+    run = run_gdb(build("scenario"), "basic",
+                  ["ptchunk (long)malloc(16)", "ptstats --json", "show may-call-functions"])
+    err = run.error("ptchunk (long)malloc(16)")
+    assert err and err.startswith("ptchunk: cannot evaluate") and "\n" not in err
+    assert run.json("ptstats --json")["mallinfo2"] == run.truth.mallinfo2  # heap unchanged
+    assert "on" in run.out("show may-call-functions")  # the user's setting is restored
