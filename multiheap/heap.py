@@ -7,9 +7,9 @@ impossible size) and records where and why it stopped in a :class:`Stop`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
 from multiheap.layouts import Layout, layout
@@ -302,12 +302,15 @@ class Heap:
 
     # walking chunks ------------------------------------------------------------
     def walk(self, arena: Arena, seg: HeapSegment, stops: list[Stop],
-             limit: Optional[int] = None,
-             classify: bool = True) -> Iterator[tuple[int, int, int, str]]:
+             limit: Optional[int] = None, classify: bool = True,
+             flag_names: Optional[Sequence[Any]] = None) -> Iterator[tuple[int, int, Any, str]]:
         """Yield (addr, size, flags, state) for each chunk of a segment, in order.
 
         The walk ends at the top chunk, at a fencepost, or where a size is impossible
-        (recorded in ``stops``).  ``limit`` caps the number of chunks.
+        (recorded in ``stops``).  ``limit`` caps the number of chunks; ``flag_names``
+        maps the 3 flag bits to what the caller shows instead of the number.  Chunks are read
+        in batches by a tight loop over the segment's bytes; a chunk's state comes from
+        the free lists, else from its successor's PREV_INUSE bit.
         """
         special = self.free_index() if classify else {}
         try:
@@ -315,50 +318,64 @@ class Heap:
         except TargetMemoryError:
             stops.append(Stop(seg.start, "heap memory is unreadable"))
             return
-        end = min(seg.end, base + len(buf))
-        top = arena.top
+        end = min(seg.end, base + len(buf)) - base  # offsets from here on
+        top = arena.top - base
         unpack = self._word.unpack_from
-        sz, minsize, mask = self.sz, self.p.minsize, self.p.align_mask
-        addr = seg.start
-        pending: Optional[tuple[int, int, int]] = None
-        n = 0
-        while True:
-            if addr + 2 * sz > end:
-                if addr < seg.end:
-                    stops.append(Stop(addr, "chunk header is unreadable"))
-                break
-            sf = unpack(buf, addr - base + sz)[0]
-            size = sf & ~SIZE_BITS
-            flags = sf & SIZE_BITS
-            if pending is not None:
-                pa, ps, pf = pending
-                st = special.get(pa)
-                if st is None:
-                    st = "inuse" if flags & PREV_INUSE else "free"
-                yield pa, ps, pf, st
-                n += 1
-                if limit is not None and n >= limit:
-                    return
-                pending = None
-            if addr == top:
-                yield addr, size, flags, "top"
-                if addr + size != seg.end and addr + size != end:
-                    stops.append(Stop(addr, f"top size {size:#x} does not end at the heap "
-                                            f"end {seg.end:#x}"))
-                break
-            if size == 0 and addr + 2 * sz <= end and addr >= seg.start + minsize:
-                break  # fencepost at the end of an old heap
-            if size < minsize or size & mask:
-                stops.append(Stop(addr, f"impossible chunk size {sf:#x}"))
-                break
-            if addr + size > seg.end:
-                stops.append(Stop(addr, f"size {size:#x} runs past the heap end {seg.end:#x}"))
-                break
-            pending = (addr, size, flags)
-            addr += size
-        if pending is not None:
-            pa, ps, pf = pending
-            yield pa, ps, pf, special.get(pa, "inuse")
+        sz, minsize, bad = self.sz, self.p.minsize, self.p.align_mask & ~SIZE_BITS
+        o = seg.start - base
+        left = limit if limit is not None else -1
+        batch = 65536
+        while left:
+            offs: list[int] = []
+            sfs: list[int] = []
+            stop: Optional[Stop] = None
+            at_top = False
+            n = batch if left < 0 else min(batch, left)
+            while n:
+                if o + 2 * sz > end:
+                    if o + base < seg.end:
+                        stop = Stop(o + base, "chunk header is unreadable")
+                    break
+                sf = unpack(buf, o + sz)[0]
+                if o == top:
+                    at_top = True
+                    break
+                size = sf & ~SIZE_BITS
+                if size == 0 and o + base >= seg.start + minsize:
+                    break  # fencepost at the end of an old heap
+                if sf & bad or size < minsize:
+                    stop = Stop(o + base, f"impossible chunk size {sf:#x}")
+                    break
+                if o + size > end:
+                    stop = Stop(o + base, f"size {size:#x} runs past the heap end {seg.end:#x}")
+                    break
+                offs.append(o)
+                sfs.append(sf)
+                o += size
+                n -= 1
+            # each chunk's state needs the PREV_INUSE bit of the chunk after it
+            nxt = sfs[1:]
+            nxt.append(unpack(buf, o + sz)[0] if o + 2 * sz <= end else PREV_INUSE)
+            get = special.get
+            fl = flag_names if flag_names is not None else range(8)
+            yield from [(x + base, sf & ~SIZE_BITS, fl[sf & SIZE_BITS],
+                         get(x + base) or ("inuse" if ns & PREV_INUSE else "free"))
+                        for x, sf, ns in zip(offs, sfs, nxt)]
+            if left > 0:
+                left -= len(offs)
+            if stop is not None:
+                stops.append(stop)
+                return
+            if at_top and left:
+                sf = unpack(buf, o + sz)[0]
+                size = sf & ~SIZE_BITS
+                yield o + base, size, (flag_names or range(8))[sf & SIZE_BITS], "top"
+                if o + base + size not in (seg.end, end + base):
+                    stops.append(Stop(o + base, f"top size {size:#x} does not end at the "
+                                                f"heap end {seg.end:#x}"))
+                return
+            if n:  # ended early: fencepost, or out of bytes
+                return
 
     # free lists ---------------------------------------------------------------
     def preload(self) -> None:

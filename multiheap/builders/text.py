@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
@@ -75,37 +76,56 @@ class TextBuilder(Builder):
     def table(self, name: str, columns: list[Column], rows: Iterable[tuple]) -> int:
         pad = "  " * self._indent
         widths = [max(c.width, len(c.title)) for c in columns]
-        parts = []
+        parts = []  # str.format specs (the general path)
+        cparts = []  # the same as %-specs: about twice as fast per row
         for i, (c, w) in enumerate(zip(columns, widths)):
+            last = i == len(columns) - 1
             if c.fmt:  # "#x", "x", "d": right-aligned numbers
                 alt = "#" if c.fmt.startswith("#") else ""
                 parts.append("{:>%s%d%s}" % (alt, w, c.fmt.lstrip("#")))
+                cparts.append("%%%s%d%s" % (alt, w, c.fmt.lstrip("#")))
             else:
-                parts.append("{}" if i == len(columns) - 1 else "{:<%d}" % w)
+                parts.append("{}" if last else "{:<%d}" % w)
+                cparts.append("%s" if last else "%%-%ds" % w)
         fmt = pad + "  ".join(parts)
+        cfmt = pad + "  ".join(cparts)
         head = pad + "  ".join(
             c.title.rjust(w) if c.fmt else c.title.ljust(w) for c, w in zip(columns, widths)
         )
         self._lines.append(self._c(_BOLD, head.rstrip()))
         has_addr = self.tagger is not None and columns and columns[0].name == "addr"
-        out = self._lines
         form = fmt.format
-        n = 0
-        for r in rows:
-            n += 1
+        fast = all(c.fmt in ("", "#x", "x", "d") for c in columns) and not has_addr
+        mod = cfmt.__mod__
+
+        def one(r: tuple) -> str:
             try:
                 line = form(*r)
             except (TypeError, ValueError):  # None in a numeric column
-                line = form(*("-" if v is None else v for v in r)) if None in r else str(r)
+                try:
+                    line = form(*("-" if v is None else v for v in r))
+                except (TypeError, ValueError):
+                    line = str(r)
             if has_addr:
                 tag = self.tag(r[0])
                 if tag:
                     line += " " + self._c(_CYAN, f"[{tag}]")
-            out.append(line)
-            if len(out) >= 65536 and self.sink is not None:
+            return line
+
+        n = 0
+        it = iter(rows)
+        while True:  # 64 Ki rows at a time, formatted without a Python loop per row
+            batch = list(itertools.islice(it, 65536))
+            if not batch:
+                return n
+            n += len(batch)
+            try:
+                lines = list(map(mod, batch)) if fast else list(map(one, batch))
+            except (TypeError, ValueError):
+                lines = list(map(one, batch))
+            self._lines.extend(lines)
+            if self.sink is not None:
                 self._flush()
-                out = self._lines
-        return n
 
     def structured(self) -> bool:
         return False

@@ -144,12 +144,11 @@ class PtList:
         arena = heap.arena_at(address(session, args.arena)) if args.arena else heap.arenas()[0]
         stops: list[Stop] = []
         out.field("arena", arena.addr, "#x")
+        names = None if out.structured() else FLAG_TEXT
         walk = itertools.chain.from_iterable(
-            heap.walk(arena, seg, stops) for seg in arena.heaps)
+            heap.walk(arena, seg, stops, flag_names=names) for seg in arena.heaps)
         if args.count is not None:
             walk = itertools.islice(walk, max(0, args.count))
-        if not out.structured():
-            walk = ((a, s, FLAG_TEXT[f], st) for a, s, f, st in walk)
         out.field("count", out.table("chunks", cols, walk))
         for st in arena.stops:  # the arena's own structure (its heaps) is damaged
             out.note(st.message(f"arena {arena.addr:#x}"), **st.as_dict())
