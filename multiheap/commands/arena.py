@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from multiheap.builders import Column
 from multiheap.commands.base import address, command
 from multiheap.glibc import format_version
 from multiheap.heap import Arena, Heap
@@ -39,6 +40,22 @@ def emit_arena(heap: Heap, a: Arena, out, brief: bool) -> None:
     out.end()
 
 
+def _arena_table(heap: Heap, arenas: list[Arena], out) -> None:
+    w = 2 + 2 * heap.sz
+    cols = [Column("index", "#", "d", 2), Column("addr", "arena", "#x", w),
+            Column("top", "top", "#x", w), Column("top_size", "top size", "#x", 10),
+            Column("system_mem", "system", "#x", 10),
+            Column("attached_threads", "threads", "d", 7),
+            Column("heaps", "heaps", "d", 5), Column("main", "main", "", 4)]
+    out.table("arenas", cols, [
+        (a.index, a.addr, a.top, heap.top_size(a), a.f["system_mem"],
+         a.f["attached_threads"], len(a.heaps), "yes" if a.is_main else "no")
+        for a in arenas])
+    for a in arenas:
+        for st in a.stops:
+            out.note(st.message(f"arena {a.addr:#x}"), **st.as_dict())
+
+
 @command("ptarena", "one arena (default main_arena), or the list of all arenas (-l)")
 class PtArena:
     """Print malloc_state of an arena: top, system memory, flags, its heaps."""
@@ -57,6 +74,9 @@ class PtArena:
             arenas = heap.arenas()
         else:
             arenas = heap.arenas()[:1]
+        if args.list and not args.addr and not out.structured():
+            _arena_table(heap, arenas, out)  # people get one line per arena
+            return
         out.begin_list("arenas")
         for a in arenas:
             out.begin()
