@@ -342,9 +342,12 @@ def check_mp(target: Target, addr: int, arena: int, p: Params,
     La = layout("malloc_state", p.version, p.ptr_size, endian)
     try:
         f = L.parse(target.read(addr, L.size))
-        a = La.parse(target.read(arena, La.size))
     except TargetMemoryError:
         return f"{addr:#x} is unreadable"
+    try:
+        a = La.parse(target.read(arena, La.size))
+    except TargetMemoryError:
+        return f"main_arena {arena:#x} is unreadable"
     if not mp_defaults_ok(f, p, initial=False):
         return "its fields are not those of a malloc_par"
     base, top = f["sbrk_base"], a["top"]

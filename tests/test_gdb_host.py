@@ -99,3 +99,24 @@ def test_expressions_never_call_target_functions():
     assert err and err.startswith("ptchunk: cannot evaluate") and "\n" not in err
     assert run.json("ptstats --json")["mallinfo2"] == run.truth.mallinfo2  # heap unchanged
     assert "on" in run.out("show may-call-functions")  # the user's setting is restored
+
+
+def test_ptconfig_overrides(tmp_path, monkeypatch):
+    exe = build("scenario")
+    found = run_gdb(exe, "basic", ["ptconfig --json"]).json("ptconfig --json")["structures"]
+    ma, mp = found["main_arena"]["addr"], found["mp_"]["addr"]
+    # No debug info at all: neither gdb's nor multiheap's own debug-file reader.
+    monkeypatch.setenv("MULTIHEAP_NO_DEBUG_FILES", "1")
+    empty = tmp_path / "no-debug"
+    empty.mkdir()
+    set_cmd = f"ptconfig --main-arena {ma:#x} --mp {mp:#x} --json"
+    run = run_gdb(exe, "basic", ["ptconfig --main-arena 0x1000 --json", set_cmd,
+                                 "ptstats --json", "ptconfig --glibc 9.99"],
+                  pre=(f"set debug-file-directory {empty}",))
+    bad = run.error("ptconfig --main-arena 0x1000 --json")
+    assert bad and bad.startswith("ptconfig: ") and "\n" not in bad
+    s = run.json(set_cmd)["structures"]
+    assert (s["main_arena"]["addr"], s["mp_"]["addr"]) == (ma, mp)
+    assert s["main_arena"]["how"] == s["mp_"]["how"] == "set with ptconfig"
+    assert run.json("ptstats --json")["mallinfo2"] == run.truth.mallinfo2
+    assert run.error("ptconfig --glibc 9.99").startswith("ptconfig: ")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from multiheap import glibc
 from multiheap.commands.base import address, command
 from multiheap.errors import MultiheapError, UsageError
@@ -27,21 +29,35 @@ class PtConfig:
 
     @staticmethod
     def run(session, args, out):
+        before = copy.copy(session.overrides)
         ov = session.overrides
         if args.reset:
             session.overrides = ov = Overrides()
         try:
             if args.glibc:
                 ov.version = glibc.parse_version(args.glibc)
-        except ValueError as e:
+                lo, hi = glibc.SUPPORTED
+                if not lo <= ov.version <= hi:
+                    raise ValueError(f"glibc {args.glibc} is outside what multiheap knows "
+                                     f"({glibc.format_version(lo)} to "
+                                     f"{glibc.format_version(hi)})")
+            if args.main_arena:
+                ov.main_arena = address(session, args.main_arena)
+            if args.mp:
+                ov.mp = address(session, args.mp)
+            if args.tcache_offset:
+                ov.tcache_offset = address(session, args.tcache_offset)
+        except (ValueError, MultiheapError) as e:
+            session.overrides = before
             raise UsageError(str(e)) from None
-        if args.main_arena:
-            ov.main_arena = address(session, args.main_arena)
-        if args.mp:
-            ov.mp = address(session, args.mp)
-        if args.tcache_offset:
-            ov.tcache_offset = address(session, args.tcache_offset)
         session.invalidate()
+        if any((args.glibc, args.main_arena, args.mp, args.tcache_offset)):
+            try:  # an override that makes no sense is refused, not kept
+                session.heap()
+            except MultiheapError as e:
+                session.overrides = before
+                session.invalidate()
+                raise UsageError(f"override not kept: {e}") from None
         t = session.target
         out.begin(title="multiheap configuration")
         out.field("adapter", t.name)
