@@ -19,7 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 from pygdbmi.gdbmiparser import parse_response
 
@@ -467,8 +467,12 @@ def _first_line(e: Exception) -> str:
 
 def open_target(core: Optional[str] = None, exe: Optional[str] = None,
                 pid: Optional[int] = None, run: Optional[str] = None,
-                brk: Optional[str] = None, gdb: str = "gdb", **_options) -> GdbMiTarget:
-    """Start gdb on a core, a PID or a program to run; return the stopped target."""
+                brk: Optional[str] = None, gdb: str = "gdb",
+                debug_dirs: Sequence[str] = (), **_options) -> GdbMiTarget:
+    """Start gdb on a core, a PID or a program to run; return the stopped target.
+
+    ``debug_dirs`` are searched for separate debug files before gdb's own default.
+    """
     if sum(x is not None for x in (core, pid, run)) != 1:
         raise BadInputError("give exactly one of --core, --pid or --run")
     if core is not None:
@@ -498,6 +502,8 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
     target = GdbMiTarget(mi, "core" if core else "attach" if pid is not None else "run")
     try:
         mi.request("-gdb-set mi-async on")
+        if debug_dirs:
+            _add_debug_dirs(mi, debug_dirs)
         if core is not None:
             assert exe is not None
             _load(mi, exe)
@@ -534,6 +540,15 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
     except BaseException:
         target.close()
         raise
+
+
+def _add_debug_dirs(mi: MiProcess, dirs: Sequence[str]) -> None:
+    """Put ``dirs`` before gdb's default ``debug-file-directory`` (kept, e.g. /usr/lib/debug)."""
+    shown = mi.console("show debug-file-directory")
+    m = re.search(r'"(.*)"', shown)
+    default = [d for d in (m.group(1) if m else "/usr/lib/debug").split(":") if d]
+    path = ":".join(dict.fromkeys([*dirs, *default]))
+    mi.console(f"set debug-file-directory {path}")  # (-gdb-set would keep the quotes)
 
 
 def _load(mi: MiProcess, exe: str) -> None:

@@ -14,7 +14,7 @@ import os
 import shlex
 import subprocess
 import sys
-from typing import Optional
+from typing import Optional, Sequence
 
 
 def import_lldb():
@@ -446,15 +446,30 @@ def _debugserver() -> None:
             break
 
 
+def add_debug_dirs(debugger, dirs: Sequence[str]) -> None:
+    """Append ``dirs`` to ``target.debug-file-search-paths`` (before targets are made).
+
+    lldb-16 then finds ``DIR/.build-id/xx/rest.debug`` for a module with that build-id
+    (checked with another glibc's libc under /opt: main_arena and mp_ resolve).
+    """
+    ci = debugger.GetCommandInterpreter()
+    for d in dirs:
+        ret = lldb.SBCommandReturnObject()
+        quoted = '"' + d.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        ci.HandleCommand(f"settings append target.debug-file-search-paths {quoted}", ret)
+
+
 def open_target(core: Optional[str] = None, exe: Optional[str] = None,
                 pid: Optional[int] = None, run: Optional[str] = None,
-                brk: Optional[str] = None, **_options) -> LldbTarget:
+                brk: Optional[str] = None, debug_dirs: Sequence[str] = (),
+                **_options) -> LldbTarget:
     """An SBDebugger of our own on a core file, an attached PID or a launched program."""
     from multiheap.errors import MultiheapError
 
     _debugserver()
     dbg = lldb.SBDebugger.Create(False)
     dbg.SetAsync(False)
+    add_debug_dirs(dbg, debug_dirs)
     tgt = LldbTarget(dbg)
 
     def fail(msg: str):

@@ -16,7 +16,7 @@ import os
 import re
 import struct
 import tempfile
-from typing import Any, Optional, Protocol
+from typing import Any, Optional, Protocol, Sequence
 
 from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError
 from multiheap.target import Module, Region, Thread, TypeLayout
@@ -478,14 +478,21 @@ class SpawnedR2Target(R2Target):
 
 def open_target(core: Optional[str] = None, exe: Optional[str] = None,
                 pid: Optional[int] = None, run: Optional[str] = None,
-                brk: Optional[str] = None, **_options) -> R2Target:
-    """Start r2 on a core, a PID or a program to run (to ``brk``); the stopped target."""
+                brk: Optional[str] = None, debug_dirs: Sequence[str] = (),
+                **_options) -> R2Target:
+    """Start r2 on a core, a PID or a program to run (to ``brk``); the stopped target.
+
+    r2 reads no separate debug files: ``debug_dirs`` go to multiheap's own build-id
+    reader (``MULTIHEAP_DEBUG_DIRS``, which r2's ``#!pipe`` children inherit too).
+    """
     import shlex
 
     from multiheap.adapters.elffile import BadInputError, check_core_matches, inspect_core
+    from multiheap.debugfile import add_debug_dirs
 
     if sum(x is not None for x in (core, pid, run)) != 1:
         raise BadInputError("give exactly one of --core, --pid or --run")
+    add_debug_dirs(list(debug_dirs))
     flags = ["-N", "-e", "scr.color=0", "-e", "log.level=1"]
     if core is not None:
         info = inspect_core(core)

@@ -1,6 +1,6 @@
 """The ``multiheap`` command line: one heap command (or a shell) on a core, PID or program.
 
-    multiheap [--backend NAME] (--core CORE [--exe EXE] | --pid PID
+    multiheap [--backend NAME] [--debug-dir DIR]... (--core CORE [--exe EXE] | --pid PID
               | --run 'PROG ARGS' [--break FUNC]) [COMMAND [ARGS...]]
     multiheap init gdb [--install]
     multiheap demo
@@ -79,8 +79,8 @@ def action_parser() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="multiheap",
-        usage="multiheap [--backend NAME] (--core CORE [--exe EXE] | --pid PID | "
-              "--run 'PROG ARGS' [--break FUNC]) [COMMAND [ARGS...]]\n"
+        usage="multiheap [--backend NAME] [--debug-dir DIR]... (--core CORE [--exe EXE] | "
+              "--pid PID | --run 'PROG ARGS' [--break FUNC]) [COMMAND [ARGS...]]\n"
               "       multiheap init gdb [--install]\n"
               "       multiheap demo",
         description="glibc ptmalloc heap analysis of a core file, a running process or a "
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "the one the core names)")
     p.add_argument("--break", dest="brk", metavar="FUNC",
                    help="with --run: stop at this function (a breakpoint)")
+    p.add_argument("--debug-dir", dest="debug_dirs", action="append", default=[],
+                   metavar="DIR", help="also look for separate debug files (.build-id/...) "
+                   "here, e.g. another glibc's usr/lib/debug or its sysroot (repeatable)")
     p.add_argument("command", nargs="?", metavar="COMMAND", help="a multiheap command")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="its arguments")
     return p
@@ -122,7 +125,8 @@ def _open(args: argparse.Namespace):
     if info.host is not None:
         raise UsageExit(f"backend {args.backend!r} runs inside {info.host}, not from the "
                         "shell (use: multiheap init " + info.host + ")")
-    return info.open(core=args.core, exe=args.exe, pid=args.pid, run=args.run, brk=args.brk)
+    return info.open(core=args.core, exe=args.exe, pid=args.pid, run=args.run, brk=args.brk,
+                     debug_dirs=args.debug_dirs)
 
 
 def run_one(session, name: str, argv: list[str]) -> int:
@@ -178,6 +182,10 @@ def _main(argv: list[str]) -> int:
         raise UsageExit("--exe goes with --core")
     if args.brk and args.run is None:
         raise UsageExit("--break goes with --run")
+    if args.debug_dirs:
+        from multiheap.debugfile import resolve_debug_dir
+
+        args.debug_dirs = [resolve_debug_dir(d) for d in args.debug_dirs]
     from multiheap.commands import COMMANDS
 
     if args.command is not None and args.command not in COMMANDS:

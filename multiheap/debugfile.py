@@ -5,7 +5,8 @@ thread-local ``tcache`` when libc is stripped, although the machine has its debu
 file at ``/usr/lib/debug/.build-id/xx/rest.debug``.  This module reads that file
 directly: section headers through pyelftools, symbols with a plain scan of
 ``.symtab`` (pyelftools' per-symbol parsing costs half a second on libc).
-No debugger is imported here.
+Besides ``/usr/lib/debug`` it searches ``MULTIHEAP_DEBUG_DIRS`` (colon-separated,
+searched first; the CLI's ``--debug-dir`` sets it for r2).  No debugger is imported here.
 """
 
 from __future__ import annotations
@@ -26,6 +27,40 @@ STT_TLS = 6
 _NT_GNU_BUILD_ID = 3
 
 
+def extra_debug_dirs() -> list[str]:
+    """The user's extra debug-file directories (``MULTIHEAP_DEBUG_DIRS``), in order."""
+    return [_debug_root(d) for d in os.environ.get(DEBUG_DIRS_ENV, "").split(":") if d]
+
+
+def _debug_root(path: str) -> str:
+    """The directory holding ``.build-id``: ``path``, or a sysroot's ``usr/lib/debug``."""
+    sub = os.path.join(path, "usr", "lib", "debug")
+    if not os.path.isdir(os.path.join(path, ".build-id")) and \
+            os.path.isdir(os.path.join(sub, ".build-id")):
+        return sub
+    return path
+
+
+def add_debug_dirs(dirs: list[str]) -> None:
+    """Search ``dirs`` first: put them in ``MULTIHEAP_DEBUG_DIRS`` (this process and the
+    debuggers it starts, so r2's ``#!pipe`` children see them too)."""
+    merged = list(dict.fromkeys([*dirs, *extra_debug_dirs()]))
+    if merged:
+        os.environ[DEBUG_DIRS_ENV] = ":".join(merged)
+
+
+def resolve_debug_dir(path: str) -> str:
+    """``path`` as debuggers want it: the directory that holds ``.build-id``.
+
+    A sysroot (``ROOT`` with ``ROOT/usr/lib/debug/.build-id``) stands for its
+    ``usr/lib/debug``.  Raises MultiheapError when ``path`` is not a directory.
+    """
+    if not os.path.isdir(path):
+        why = "does not exist" if not os.path.exists(path) else "is not a directory"
+        raise MultiheapError(f"debug directory {path} {why}")
+    return _debug_root(os.path.abspath(path))
+
+
 def debug_dirs() -> list[str]:
     """Where to look for ``.build-id/xx/rest.debug``: the env's dirs, then the system's.
 
@@ -33,8 +68,7 @@ def debug_dirs() -> list[str]:
     """
     if os.environ.get("MULTIHEAP_NO_DEBUG_FILES"):
         return []
-    extra = [d for d in os.environ.get(DEBUG_DIRS_ENV, "").split(":") if d]
-    return extra + ["/usr/lib/debug"]
+    return extra_debug_dirs() + ["/usr/lib/debug"]
 
 
 def debug_file_for(build_id: str) -> Optional[Path]:

@@ -160,7 +160,15 @@ else:
             result.SetStatus(lldb.eReturnStatusSuccessFinishResult)
 
     def register(debugger, internal_dict: Optional[dict] = None) -> None:
-        """Add every command to ``debugger`` (again after a re-import: overwrites)."""
+        """Add every command to ``debugger`` (again after a re-import: overwrites).
+
+        ``MULTIHEAP_DEBUG_DIRS`` (colon-separated) join lldb's
+        ``target.debug-file-search-paths``, for the targets made after this.
+        """
+        from multiheap.adapters.lldb import add_debug_dirs
+        from multiheap.debugfile import extra_debug_dirs
+
+        add_debug_dirs(debugger, extra_debug_dirs())
         module = globals()
         if internal_dict is not None:
             internal_dict["_multiheap_lldb"] = _ModuleProxy
