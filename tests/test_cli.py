@@ -284,6 +284,19 @@ def test_bad_usage_and_missing_gdb(basic):
     assert "not found" in _bad("--run", "/nonexistent/prog")
 
 
+def test_bad_debug_dir(basic, tmp_path):
+    live, _ = basic
+    core, _exe = core_of(live)
+    for backend in ("gdb-mi", "lldb", "r2"):
+        line = _bad("--backend", backend, "--debug-dir", str(tmp_path / "nope"),
+                    "--core", str(core), "ptstats")
+        assert line == f"multiheap: debug directory {tmp_path / 'nope'} does not exist"
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert "is not a directory" in _bad("--debug-dir", str(afile), "--core", str(core),
+                                        "ptstats")
+
+
 def test_command_error_is_one_json_document_and_exit_2(basic):
     live, _ = basic
     core, _exe = core_of(live)
