@@ -8,16 +8,18 @@ session on the threaded scenario (several arenas, a tcache per thread); its prog
 is built once per glibc.  One more cell: a static executable (system glibc) with
 every symbol but the breakpoint's stripped.
 
-The command line (``multiheap --run``, gdb/MI) and lldb-16 (the plugin) join: for
-Debian's other builds with no debug info at all (neither knows their debug
-directories), for the system's with its libc6-dbg, and for the static executable.
-Each is checked against its own run's truth, like gdb (two runs of a threaded
-program need not give their threads the same arenas, so the hosts' JSON is not
-compared).  radare2 (the ``$pt*`` aliases in ``r2 -d``) runs the single-threaded
-scenario on the same programs, with and without libc's build-id debug file.  Not on a
-core: gcore of a 2.43 threaded program holds zeros for the
-thread stacks and TCBs (2.43 installs its stack guard pages with madvise, and gdb
-then drops the whole mapping's contents).
+The command line (``multiheap --run``, gdb/MI), lldb-16 (the plugin) and radare2 (the
+``$pt*`` aliases in ``r2 -d``, on the single-threaded scenario) run the same cells.
+Debian's other builds get their debug directory the way a user gives it: the CLI's
+``--debug-dir`` (gdb's debug-file-directory; multiheap's own build-id reader stays
+off, so "debug info" is gdb's), ``MULTIHEAP_DEBUG_DIRS`` for the lldb plugin (lldb's
+debug-file-search-paths; the cell also checks that lldb itself loaded the file) and
+for r2's ``#!pipe`` (multiheap's reader).  ``--backend lldb`` and ``--backend r2``
+with ``--debug-dir`` run those builds' debug cells too.  Each is checked against its
+own run's truth, like gdb (two runs of a threaded program need not give their
+threads the same arenas, so the hosts' JSON is not compared).  Not on a core: gcore
+of a 2.43 threaded program holds zeros for the thread stacks and TCBs (2.43 installs
+its stack guard pages with madvise, and gdb then drops the whole mapping's contents).
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ COMMANDS = ["ptconfig --json", "ptstats --json", "ptfree --json", "ptbin --json"
 BUILDS = {b.version: b for b in other_builds()}
 CELLS = [(v, dbg) for v in sorted(BUILDS) + ["system", "i386"] for dbg in (True, False)]
 CELLS.append(("static", False))
-CLI_CELLS = [(v, False) for v in sorted(BUILDS)] + [("system", True), ("i386", True),
-                                                    ("static", False)]
+CLI_CELLS = [(v, d) for v in sorted(BUILDS) for d in (True, False)] + \
+    [("system", True), ("i386", True), ("static", False)]
+# lldb's check that it loaded libc's separate debug file itself
+LLDB_SYMFILE = ("script print('SYMFILE', [m.GetSymbolFileSpec().fullpath for m in "
+                "lldb.target.modules if m.GetFileSpec().basename == 'libc.so.6'])")
 
 
 def _empty_dir() -> Path:
@@ -89,16 +94,26 @@ def cell_run(glibc: str, debug: bool) -> Run:
     return _RUNS[key]
 
 
-def cli_run(glibc: str, debug: bool) -> Run:
-    """The same commands through ``multiheap --run`` (one CLI process, gdb/MI)."""
-    key = ("cli-" + glibc, debug)
+def cli_run(glibc: str, debug: bool, backend: str = "gdb-mi") -> Run:
+    """The same commands through ``multiheap --run`` (one CLI process; gdb/MI unless
+    ``backend``), with ``--debug-dir`` for Debian's other builds' debug cells.  r2 runs
+    the single-threaded scenario (r2 6.1.8 deadlocks on the threaded one)."""
+    key = (f"cli-{backend}-{glibc}", debug)
     if key not in _RUNS:
         cell_run(glibc, debug)
         exe = _EXES[(glibc, debug)]
-        truth = BUILD_DIR / f"{exe.name}-cli-{'debug' if debug else 'nodebug'}.json"
+        mode = "basic" if backend == "r2" else "threads"
+        truth = BUILD_DIR / f"{exe.name}-cli-{backend}-{'debug' if debug else 'nodebug'}.json"
+        b = BUILDS.get(glibc)
+        # a sysroot stands for its usr/lib/debug: give one form to gdb, the other to the rest
+        dirs = ["--debug-dir", str(b.root if backend == "gdb-mi" else b.debug_dir)] \
+            if debug and b else []
+        # multiheap's own build-id reader: off without debug info, and for gdb/MI (so that
+        # "debug info" is gdb's own); r2 has nothing else
         env = dict(gdb_env(), MULTIHEAP_NO_DEBUG_FILES="" if debug else "1")
-        proc = subprocess.run([str(VENV / "bin" / "multiheap"), "--run",
-                               f"{exe} threads {truth}", "--break", "checkpoint"],
+        env.pop("MULTIHEAP_DEBUG_DIRS", None)
+        proc = subprocess.run([str(VENV / "bin" / "multiheap"), "--backend", backend, *dirs,
+                               "--run", f"{exe} {mode} {truth}", "--break", "checkpoint"],
                               input="\n".join(COMMANDS) + "\n",
                               capture_output=True, text=True, env=env, timeout=240)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -108,17 +123,31 @@ def cli_run(glibc: str, debug: bool) -> Run:
     return _RUNS[key]
 
 
+def _debug_env(glibc: str, debug: bool) -> dict[str, str]:
+    """What a plugin user sets: no debug files at all, or the build's debug directory."""
+    b = BUILDS.get(glibc)
+    if not debug:
+        return {"MULTIHEAP_NO_DEBUG_FILES": "1"}
+    return {"MULTIHEAP_DEBUG_DIRS": str(b.debug_dir)} if b else {}
+
+
+def _with_env(extra: dict[str, str], fn, *args, **kwargs):
+    """``fn(...)`` with ``extra`` in os.environ (the drivers pass os.environ on)."""
+    os.environ.update(extra)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        for k in extra:
+            os.environ.pop(k, None)
+
+
 def lldb_run(glibc: str, debug: bool) -> Run:
     """The same commands in lldb-16 with the plugin (one lldb process)."""
     key = ("lldb-" + glibc, debug)
     if key not in _RUNS:
         cell_run(glibc, debug)
-        if not debug:
-            os.environ["MULTIHEAP_NO_DEBUG_FILES"] = "1"
-        try:
-            _RUNS[key] = run_lldb(_EXES[(glibc, debug)], "threads", COMMANDS)
-        finally:
-            os.environ.pop("MULTIHEAP_NO_DEBUG_FILES", None)
+        _RUNS[key] = _with_env(_debug_env(glibc, debug), run_lldb, _EXES[(glibc, debug)],
+                               "threads", COMMANDS + [LLDB_SYMFILE])
     return _RUNS[key]
 
 
@@ -131,13 +160,8 @@ def r2_run(glibc: str, debug: bool) -> Run:
         cell_run(glibc, debug)
         exe = _EXES[(glibc, debug)]
         truth = BUILD_DIR / f"{exe.name}-r2-{'debug' if debug else 'nodebug'}.json"
-        if not debug:
-            os.environ["MULTIHEAP_NO_DEBUG_FILES"] = "1"
-        try:
-            out = run_r2([str(exe), "basic", str(truth)], COMMANDS, debug=True,
-                         pre=("db sym.checkpoint", "dc"))
-        finally:
-            os.environ.pop("MULTIHEAP_NO_DEBUG_FILES", None)
+        out = _with_env(_debug_env(glibc, debug), run_r2, [str(exe), "basic", str(truth)],
+                        COMMANDS, debug=True, pre=("db sym.checkpoint", "dc"))
         results = {}
         for c in COMMANDS:
             lines = [ln for ln in out[c].splitlines() if ln.strip()]
@@ -147,12 +171,15 @@ def r2_run(glibc: str, debug: bool) -> Run:
     return _RUNS[key]
 
 
-R2_CELLS = [(v, False) for v in sorted(BUILDS)] + [("system", True), ("system", False),
-                                                   ("static", False)]
-HOSTS = {"gdb": cell_run, "cli": cli_run, "lldb": lldb_run, "r2": r2_run}
+R2_CELLS = [(v, d) for v in sorted(BUILDS) for d in (True, False)] + \
+    [("system", True), ("system", False), ("static", False)]
+HOSTS = {"gdb": cell_run, "cli": cli_run, "lldb": lldb_run, "r2": r2_run,
+         "cli-lldb": lambda v, d: cli_run(v, d, "lldb"),
+         "cli-r2": lambda v, d: cli_run(v, d, "r2")}
 ALL = [("gdb", v, d) for v, d in CELLS] + [(h, v, d) for h in ("cli", "lldb")
                                            for v, d in CLI_CELLS] + \
-    [("r2", v, d) for v, d in R2_CELLS]
+    [("r2", v, d) for v, d in R2_CELLS] + \
+    [(h, v, True) for h in ("cli-lldb", "cli-r2") for v in sorted(BUILDS)]
 
 
 @pytest.fixture(params=ALL, ids=[f"{h}-{v}-{'debug' if d else 'nodebug'}" for h, v, d in ALL])
@@ -174,6 +201,13 @@ def test_config_says_how(cell):
     tc = st["tcache"]
     assert tc["how"].startswith(("debug info", "heuristic") if debug else "heuristic"), st
     assert tc["threads_found"] == tc["threads"] == run.truth.threads + 1
+
+
+@pytest.mark.parametrize("glibc", sorted(BUILDS))
+def test_lldb_loads_the_builds_debug_file(glibc):
+    # MULTIHEAP_DEBUG_DIRS reached lldb's own search paths (not only multiheap's reader)
+    out = lldb_run(glibc, True).results[LLDB_SYMFILE]["out"]
+    assert "SYMFILE" in out and str(BUILDS[glibc].debug_dir / ".build-id") in out, out
 
 
 def test_mallinfo_equals_the_targets_own(cell):
