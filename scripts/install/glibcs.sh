@@ -81,11 +81,7 @@ for s in "${todo[@]}"; do
     (cd "$dl" && apt-get "${A[@]}" download -qq $(printf "%s=$ver " "${pkgs[@]}") \
         "linux-libc-dev${kver:+=$kver}")
     tmp="$root/.$s.tmp$$"
-    rm -rf "$tmp"
-    mkdir -p "$tmp"
-    for deb in "$dl"/*.deb; do
-        dpkg-deb -x "$deb" "$tmp"
-    done
+    unpack_debs "$dl" "$tmp"
     # 2.31 keeps its loader in /lib/x86_64-linux-gnu; the linker looks in /lib64
     if [ ! -e "$tmp/lib64/ld-linux-x86-64.so.2" ]; then
         for cand in lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu; do

@@ -90,11 +90,7 @@ mkdir -p "$dl"
 (cd "$dl" && apt-get "${A[@]}" download -qq "${pkgs[@]}")
 
 tmp="$root/.tree.tmp$$"
-rm -rf "$tmp"
-mkdir -p "$tmp"
-for deb in "$dl"/*.deb; do
-    dpkg-deb -x "$deb" "$tmp"
-done
+unpack_debs "$dl" "$tmp"
 lib="$tmp/usr/lib/x86_64-linux-gnu"
 final_lib="$root/usr/lib/x86_64-linux-gnu"
 [ -e "$lib/ld-linux-x86-64.so.2" ] || { echo "setup: sid's loader not found in $lib" >&2; exit 1; }

@@ -66,3 +66,13 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 \
         install -y -qq --no-install-recommends "$@"
 }
+
+# unpack_debs DIR_OF_DEBS DEST : every .deb's files into DEST (made empty first).
+unpack_debs() {
+    local deb
+    rm -rf "$2"
+    mkdir -p "$2"
+    for deb in "$1"/*.deb; do
+        dpkg-deb -x "$deb" "$2"
+    done
+}
