@@ -70,5 +70,11 @@ def detect_version(target: Target) -> tuple[Optional[Version], str]:
     if v:
         return v, "banner in libc's memory"
     if libc is None:
+        musl = next((m.path for m in target.modules()
+                     if "ld-musl" in os.path.basename(m.path)
+                     or "libc.musl" in os.path.basename(m.path)), None)
+        if musl:
+            return None, (f"this program runs on musl libc ({musl}), not glibc: "
+                          "multiheap reads glibc's ptmalloc heaps only")
         return None, "no libc.so.6 among the target's modules (static or not glibc?)"
     return None, f"no glibc version banner in {libc.path}"

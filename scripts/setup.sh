@@ -43,7 +43,8 @@ if [ "$with_tests" = 1 ]; then
     # libc6-dev:i386 is deliberately left out: it adds nothing for that, and it
     # pins linux-libc-dev:i386 to the amd64 version, which may only exist in
     # bookworm-security, whose i386 index a mirror mid-sync can fail to serve.
-    pkgs+=(gcc-multilib libc6-dbg:i386)
+    # musl-tools: a libc that is not glibc, which multiheap must recognise and refuse.
+    pkgs+=(gcc-multilib libc6-dbg:i386 musl-tools)
     need_i386=1
 fi
 

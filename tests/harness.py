@@ -34,11 +34,11 @@ def require(tool: str) -> str:
 
 
 def build(program: str = "scenario", *, m32: bool = False, cflags: tuple[str, ...] = (),
-          glibc: Optional[GlibcBuild] = None) -> Path:
-    """Compile tests/programs/PROGRAM.c (cached by source, flags and glibc)."""
-    require("gcc")
+          glibc: Optional[GlibcBuild] = None, cc: str = "gcc") -> Path:
+    """Compile tests/programs/PROGRAM.c (cached by source, compiler, flags and glibc)."""
+    require(cc)
     src = PROGRAMS / f"{program}.c"
-    flags = ["-g", "-O1", "-pthread", *(("-m32",) if m32 else ()), *cflags]
+    flags = [cc, "-g", "-O1", "-pthread", *(("-m32",) if m32 else ()), *cflags]
     if glibc is not None:
         flags += glibc.cflags()
     key = hashlib.sha256(src.read_bytes() + repr(flags).encode()).hexdigest()[:12]
@@ -46,7 +46,7 @@ def build(program: str = "scenario", *, m32: bool = False, cflags: tuple[str, ..
     if not out.exists():
         BUILD_DIR.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".tmp{os.getpid()}")
-        subprocess.run(["gcc", *flags, str(src), "-o", str(tmp)], check=True)
+        subprocess.run([*flags, str(src), "-o", str(tmp)], check=True)
         tmp.replace(out)
     return out
 

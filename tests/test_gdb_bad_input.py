@@ -97,3 +97,18 @@ def test_enormous_top_size_is_a_marked_stop_not_a_huge_read():
     notes = run.json("ptlist --json")["notes"]
     assert any("runs past system_mem" in n["message"] for n in notes), notes
     assert "runs past system_mem" in run.out("ptarena")
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
+def test_musl_is_refused_plainly(static):
+    exe = build("plain", cc="musl-gcc", cflags=("-static",) if static else ())
+    out = subprocess.run(["gdb", "-nx", "-batch", "-q", "-ex", f"source {PLUGIN_GDB}",
+                          "-ex", "break checkpoint", "-ex", "run", "-ex", "ptstats",
+                          "-ex", "ptchunk 0x1000", "-ex", "ptconfig", str(exe)],
+                         env=gdb_env(), capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in out.stdout + out.stderr
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("pt")]
+    assert len(errors) == 2 and all("glibc not detected" in e for e in errors), out.stderr
+    if not static:  # the loader names it
+        assert "musl libc" in errors[0]
+    assert "glibc: -" in out.stdout  # ptconfig says it found none, and invents nothing
