@@ -104,7 +104,9 @@ class PtChunk:
                     hint = "" if args.mem else " (a user pointer? try -m)"
                     out.note(f"{addr:#x} is not chunk-aligned: probably not a chunk{hint}",
                              addr=addr)
-                if i == 0 and not c.flags & IS_MMAPPED and heap.segment_of(addr) is None:
+                if i == 0 and heap.segment_of(addr) is None and not (
+                        c.flags & IS_MMAPPED
+                        and any(a == addr for a, _s, _p in heap.mmapped_chunks())):
                     out.note(f"{addr:#x} is in no arena's heap: its state is a guess",
                              addr=addr)
                 state = emit_chunk(heap, c, out, args.hexdump, args.verbose)
