@@ -36,40 +36,52 @@ def bin_range(heap: Heap, i: int) -> str:
     return f"sizes {p.bin_floor(i):#x}-{p.bin_floor(i + 1) - 1:#x}"
 
 
+def chunks_text(n: int) -> str:
+    return f"{n} chunk" if n == 1 else f"{n} chunks"
+
+
 def emit_bins(heap: Heap, arena: Arena, out, index=None, size=None, all_bins=False) -> None:
     out.begin_list("bins", title=f"bins of arena {arena.addr:#x}")
     want = index
     if size is not None:
         want = heap.p.bin_index(size)
+    shown = 0
     for fl in heap.bins(arena):
         if want is not None and fl.index != want:
             continue
         if not fl.chunks and fl.stop is None and want is None and not all_bins:
             continue
+        shown += 1
         out.begin(title=f"bin {fl.index} ({fl.kind}, {bin_range(heap, fl.index)}): "
-                        f"{len(fl.chunks)} chunks")
+                        f"{chunks_text(len(fl.chunks))}")
         out.field("index", fl.index) if out.structured() else None
         if out.structured():
             out.field("kind", fl.kind)
             out.field("count", len(fl.chunks))
         emit_chunks(fl, out)
         out.end()
+    if not shown:
+        out.text("(all empty)")
     out.end_list()
 
 
 def emit_fastbins(heap: Heap, arena: Arena, out) -> None:
     out.begin_list("fastbins", title=f"fastbins of arena {arena.addr:#x}")
+    shown = 0
     for fl in heap.fastbins(arena):
         if not out.structured() and not fl.chunks and fl.stop is None:
             continue  # text shows the non-empty fastbins; JSON lists all of them
+        shown += 1
         size = heap.p.fastbin_size(fl.index)
-        out.begin(title=f"fastbin {fl.index} (size {size:#x}): {len(fl.chunks)} chunks")
+        out.begin(title=f"fastbin {fl.index} (size {size:#x}): {chunks_text(len(fl.chunks))}")
         if out.structured():
             out.field("index", fl.index)
             out.field("size", size)
             out.field("count", len(fl.chunks))
         emit_chunks(fl, out)
         out.end()
+    if not shown:
+        out.text("(all empty)")
     out.end_list()
 
 
@@ -101,7 +113,7 @@ def emit_tcache(heap: Heap, tc: Tcache, out) -> None:
             continue
         size = heap.p.tcache_size(fl.index)
         label = f"size {size:#x}" if size else "large"
-        out.begin(title=f"tcache bin {fl.index} ({label}): {len(fl.chunks)} chunks"
+        out.begin(title=f"tcache bin {fl.index} ({label}): {chunks_text(len(fl.chunks))}"
                         + (f" (count field {fl.count_field})"
                            if _count_mismatch(heap, fl) else ""))
         if out.structured():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from multiheap.builders import Column
 from multiheap.commands.base import command
+from multiheap.commands.bins import chunks_text
 from multiheap.heap import Stop
 from multiheap.stats import MALLINFO2_FIELDS, arena_stats, mallinfo2
 
@@ -34,17 +35,19 @@ class PtStats:
             out.table("arenas", cols, [tuple(s.as_dict()[c.name] for c in cols) for s in per])
             totals = {c.name: sum(getattr(s, c.name) for s in per) for c in cols[1:]}
             out.begin("totals", title="totals")
-            for k in _KEYS:
-                out.item(k + ": {count} chunks, {bytes:#x} bytes",
-                         **{"count": totals[f"{k}_count"], "bytes": totals[f"{k}_bytes"]}) \
-                    if not out.structured() else None
             if out.structured():
                 for k, v in totals.items():
                     out.field(k, v)
+            else:
+                for k in _KEYS:
+                    n = totals[f"{k}_count"]
+                    out.item(f"{k}: {chunks_text(n)}, {{bytes:#x}} bytes",
+                             bytes=totals[f"{k}_bytes"])
             out.end()
         mmapped = heap.mp["n_mmaps"], heap.mp["mmapped_mem"]
         out.begin("mmapped")
-        out.item("mmapped: {count} chunks, {bytes:#x} bytes", count=mmapped[0], bytes=mmapped[1])
+        out.item(f"mmapped: {chunks_text(mmapped[0])}, {{bytes:#x}} bytes",
+                 count=mmapped[0], bytes=mmapped[1])
         out.end()
         mi = mallinfo2(heap)
         out.begin("mallinfo2", title="mallinfo2 (as the target's mallinfo2() reports)")
