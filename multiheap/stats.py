@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from multiheap.heap import Arena, Heap, Stop
+from multiheap.heap import Heap
+from multiheap.heaptypes import Arena, Stop
 
 MALLINFO2_FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "uordblks",
                     "fordblks", "fsmblks", "keepcost")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from multiheap.builders import Column
 from multiheap.commands.base import address, command
 from multiheap.glibc import format_version
-from multiheap.heap import Arena, Heap
+from multiheap.heap import Heap
+from multiheap.heaptypes import Arena
 
 
 def emit_arena(heap: Heap, a: Arena, out, brief: bool) -> None:

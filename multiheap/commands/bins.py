@@ -5,7 +5,8 @@ from __future__ import annotations
 from multiheap.commands.base import address, command
 from multiheap.errors import UsageError
 from multiheap.glibc import format_version
-from multiheap.heap import Arena, FreeList, Heap, Tcache
+from multiheap.heap import Heap
+from multiheap.heaptypes import Arena, FreeList, Tcache
 
 
 def pick_arena(session, heap: Heap, text) -> list[Arena]:

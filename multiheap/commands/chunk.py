@@ -7,7 +7,8 @@ import itertools
 from multiheap.builders import Column
 from multiheap.commands.base import address, command
 from multiheap.errors import TargetMemoryError, UsageError
-from multiheap.heap import IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, Chunk, Heap, Stop
+from multiheap.heap import Heap
+from multiheap.heaptypes import IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, Chunk, Stop
 
 FLAG_NAMES = ((PREV_INUSE, "P"), (IS_MMAPPED, "M"), (NON_MAIN_ARENA, "A"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from multiheap.builders import Column
 from multiheap.commands.base import command
 from multiheap.commands.bins import chunks_text
-from multiheap.heap import Stop
+from multiheap.heaptypes import Stop
 from multiheap.stats import MALLINFO2_FIELDS, arena_stats, mallinfo2
 
 _KEYS = ("inuse", "free", "fast", "tcache")

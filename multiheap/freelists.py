@@ -1,0 +1,301 @@
+"""Free lists: bins, fastbins and each thread's tcache, and what they say of a chunk.
+
+A mixin of :class:`multiheap.heap.Heap`.  Each list is walked once per stop, bounded
+(cycles, misaligned links, sizes that do not belong, a step limit).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from multiheap.errors import MultiheapError, TargetMemoryError
+from multiheap.heaptypes import (
+    IS_MMAPPED,
+    MAX_LIST,
+    PREV_INUSE,
+    SIZE_BITS,
+    Arena,
+    Chunk,
+    FreeList,
+    Stop,
+    Tcache,
+)
+from multiheap.locate import guess_tcache_offset, thread_pointer
+from multiheap.target import Thread
+
+
+class FreeLists:
+    """Heap methods that walk and query the free lists."""
+
+    # free lists ---------------------------------------------------------------
+    def preload(self) -> None:
+        """Read every heap segment in one request each, before lists are walked."""
+        if self._preloaded:
+            return
+        self._preloaded = True
+        for a in self.arenas():
+            for seg in a.heaps:
+                try:
+                    self.mem.load(seg.start, seg.end)
+                except TargetMemoryError:
+                    pass
+
+    def _walk_list(self, fl: FreeList, first: int, end: int, protect: bool = False,
+                   ptr_bias: int = 0, index_of=None, exact: int = 0) -> None:
+        """Follow the links of one free list from chunk ``first`` until ``end``.
+
+        The link is the word at chunk + 2*SIZE_SZ; ``protect`` undoes safe-linking;
+        ``ptr_bias`` is subtracted from stored pointers (tcache links user pointers).
+        ``index_of(size)`` must give ``fl.index`` for every chunk (a bin check); lists
+        of one size (fastbins, tcache bins) pass that size as ``exact`` instead, which
+        is cheaper per chunk.
+        """
+        self.preload()
+        sz = self.sz
+        link = 2 * sz
+        mask = self.p.align_mask
+        unpack = self._two.unpack_from
+        mem = self.mem
+        seen: set[int] = set()
+        add, chunk, size_of = seen.add, fl.chunks.append, fl.sizes.append
+        want = fl.index
+        blk = mem.block(first)
+        lo, hi, buf = blk if blk is not None else (0, 0, b"")
+        p = first
+        n = len(fl.chunks)
+        while p != end:
+            if p in seen:
+                fl.stop = Stop(p, "cycle: this chunk is already in the list")
+                return
+            if (p + link) & mask:
+                fl.stop = Stop(p, "misaligned chunk address (corrupted link?)")
+                return
+            if not (lo <= p and p + link + sz <= hi):
+                blk = mem.block(p)
+                if blk is None or p + link + sz > blk[1]:
+                    try:
+                        mem.read(p, link + sz)
+                    except TargetMemoryError:
+                        fl.stop = Stop(p, "unreadable chunk")
+                        return
+                    blk = mem.block(p)
+                lo, hi, buf = blk
+            sf, nxt = unpack(buf, p - lo + sz)  # the size word, then fd (the link)
+            size = sf & ~SIZE_BITS
+            if exact:
+                if size != exact:
+                    fl.stop = Stop(p, f"chunk size {size:#x} does not belong in {fl.kind} "
+                                      f"bin {want} (size {exact:#x})")
+                    return
+            elif index_of is not None and index_of(size) != want:
+                fl.stop = Stop(p, f"chunk size {size:#x} does not belong in {fl.kind} "
+                                  f"bin {want}")
+                return
+            add(p)
+            chunk(p)
+            size_of(size)
+            n += 1
+            if n >= MAX_LIST:
+                fl.stop = Stop(p, f"more than {MAX_LIST} chunks: runaway list")
+                return
+            if protect:
+                nxt ^= (p + link) >> 12
+            if ptr_bias:
+                nxt = nxt - ptr_bias if nxt else end
+            p = nxt
+
+    def chunk_size(self, addr: int) -> int:
+        return self.mem.ptr(addr + self.sz) & ~SIZE_BITS
+
+    def bin_address(self, arena: Arena, i: int) -> int:
+        """bin_at(arena, i): the fake chunk whose fd/bk are bins[2(i-1)], bins[2i-1]."""
+        return arena.addr + self.L_state.offset("bins") + (i - 1) * 2 * self.sz - 2 * self.sz
+
+    def bin_list(self, arena: Arena, i: int) -> FreeList:
+        """Bin ``i`` (1 = unsorted) of an arena, walked along fd (cached)."""
+        key = ("bin", arena.addr, i)
+        fl = self._lists.get(key)
+        if fl is None:
+            kind = "unsorted" if i == 1 else ("small" if i < 64 else "large")
+            fl = FreeList(kind, i)
+            first = arena.f["bins"][2 * (i - 1)]
+            b = self.bin_address(arena, i)
+            if first != b:
+                self._walk_list(fl, first, b, index_of=None if i == 1 else self.p.bin_index)
+                if i == 1 and fl.stop is None:
+                    tiny = [a for a, s in zip(fl.chunks, fl.sizes) if s < self.p.minsize]
+                    if tiny:
+                        fl.stop = Stop(tiny[0], "impossible chunk size in the unsorted bin")
+            self._lists[key] = fl
+        return fl
+
+    def bins(self, arena: Arena) -> list[FreeList]:
+        """Bins 1 (unsorted) to 127."""
+        if arena.addr not in self._bins:
+            self._bins[arena.addr] = [self.bin_list(arena, i) for i in range(1, 128)]
+        return self._bins[arena.addr]
+
+    def fastbin_list(self, arena: Arena, i: int) -> FreeList:
+        """Fastbin ``i`` of an arena (cached)."""
+        key = ("fast", arena.addr, i)
+        fl = self._lists.get(key)
+        if fl is None:
+            fl = FreeList("fast", i)
+            head = arena.f["fastbinsY"][i]
+            if head:
+                self._walk_list(fl, head, 0, self.p.safe_linking,
+                                exact=self.p.fastbin_size(i))
+            self._lists[key] = fl
+        return fl
+
+    def fastbins(self, arena: Arena) -> list[FreeList]:
+        if not self.p.has_fastbins:
+            return []
+        if arena.addr not in self._fast:
+            self._fast[arena.addr] = [self.fastbin_list(arena, i)
+                                      for i in range(len(arena.f["fastbinsY"]))]
+        return self._fast[arena.addr]
+
+    # tcache --------------------------------------------------------------------
+    def tcache_heads(self) -> list[Tcache]:
+        """Each thread's tcache pointer, lists not walked yet (cached)."""
+        if self._tc_heads is None:
+            self._tc_heads = []
+            if self.L_tcache is not None:
+                offset = self.overrides.tcache_offset
+                for t in self.target.threads():
+                    addr, how = self._tcache_pointer(t, offset)
+                    self._tc_heads.append(Tcache(t, addr, how))
+        return self._tc_heads
+
+    def tcaches(self) -> list[Tcache]:
+        """Each thread's tcache with every bin walked (empty list before glibc 2.26)."""
+        if self._tcaches is None:
+            for tc in self.tcache_heads():
+                if tc.addr and not tc.bins:
+                    self._tcache_bins(tc)
+            self._tcaches = self.tcache_heads()
+        return self._tcaches
+
+    def _tcache_pointer(self, t: Thread, offset: Optional[int]) -> tuple[Optional[int], str]:
+        tp = None
+        if offset is None:
+            try:
+                slot = self.target.tls_symbol("tcache", t)
+            except MultiheapError:
+                slot = None
+            if slot is not None:
+                try:
+                    return self.mem.ptr(slot), "debug info (TLS variable tcache)"
+                except TargetMemoryError:
+                    return None, f"TLS slot {slot:#x} is unreadable"
+        tp = thread_pointer(self.target, self.cfg, t)  # the register, else memory
+        how = f"thread pointer {offset:+#x}" if offset is not None else ""
+        if offset is None:  # no debug info for the TLS variable: heuristics
+            offset, how = guess_tcache_offset(self.target, self.cfg, self.target.threads())
+        if offset is not None and tp is not None:
+            try:
+                return self.mem.ptr(tp + offset), how
+            except TargetMemoryError:
+                return None, f"thread pointer {tp:#x}{offset:+#x} is unreadable"
+        return None, f"not found (no debug info for the TLS variable tcache; {how})"
+
+    def _tcache_fields(self, tc: Tcache) -> Optional[dict]:
+        assert self.L_tcache is not None and tc.addr is not None
+        if tc.addr not in self._tc_struct:
+            try:
+                self._tc_struct[tc.addr] = self.read_struct(self.L_tcache, tc.addr)
+            except TargetMemoryError:
+                self._tc_struct[tc.addr] = None
+                tc.how += "; struct unreadable"
+        return self._tc_struct[tc.addr]
+
+    def tcache_list(self, tc: Tcache, i: int) -> FreeList:
+        """Bin ``i`` of one thread's tcache (cached)."""
+        key = ("tcache", tc.addr or 0, i)
+        fl = self._lists.get(key)
+        if fl is None:
+            f = self._tcache_fields(tc)
+            p = self.p
+            fl = FreeList("tcache", i, count_field=f[p.counts_field][i] if f else None)
+            head = f["entries"][i] if f else 0
+            if head:
+                self._walk_list(fl, head - 2 * self.sz, -1, p.safe_linking,
+                                ptr_bias=2 * self.sz,
+                                exact=(p.tcache_size(i) or 0) if i < p.tcache_small_bins else 0)
+            self._lists[key] = fl
+        return fl
+
+    def _tcache_bins(self, tc: Tcache) -> None:
+        f = self._tcache_fields(tc)
+        if f is not None:
+            tc.bins = [self.tcache_list(tc, i) for i in range(len(f["entries"]))]
+
+    def _listed(self, fl: FreeList, addr: int) -> bool:
+        members = self._members.get(id(fl))
+        if members is None:
+            members = self._members[id(fl)] = set(fl.chunks)
+        return addr in members
+
+    def _listed_state(self, c: Chunk) -> Optional[str]:
+        """Which free list holds chunk ``c``, looking only where its size can be."""
+        p, size = self.p, c.size
+        if size < p.minsize or size & p.align_mask:
+            return None
+        if self.L_tcache is not None:
+            i = p.tcache_index(size)
+            idx = [i] if i < p.tcache_small_bins else \
+                list(range(p.tcache_small_bins, p.tcache_max_bins))
+            for tc in self.tcache_heads():
+                f = self._tcache_fields(tc) if tc.addr else None
+                for j in idx:
+                    if f is not None and j < len(f["entries"]) \
+                            and self._listed(self.tcache_list(tc, j), c.addr):
+                        return "tcache"
+        arena = self.arena_of(c.addr)
+        if arena is None:
+            return None
+        if p.has_fastbins:
+            i = p.fastbin_index(size)
+            if 0 <= i < len(arena.f["fastbinsY"]) \
+                    and self._listed(self.fastbin_list(arena, i), c.addr):
+                return "fast"
+        for i in (1, p.bin_index(size)):
+            if 1 <= i < 128 and self._listed(self.bin_list(arena, i), c.addr):
+                return "free"
+        return None
+
+    # classification ------------------------------------------------------------
+    def free_index(self) -> dict[int, str]:
+        """Chunk address -> "tcache" / "fast" / "free" for every listed free chunk."""
+        if self._free_index is not None:
+            return self._free_index
+        idx: dict[int, str] = {}
+        for a in self.arenas():
+            for fl in self.bins(a):
+                idx.update(dict.fromkeys(fl.chunks, "free"))
+            for fl in self.fastbins(a):
+                idx.update(dict.fromkeys(fl.chunks, "fast"))
+        for tc in self.tcaches():
+            for fl in tc.bins:
+                idx.update(dict.fromkeys(fl.chunks, "tcache"))
+        self._free_index = idx
+        return idx
+
+    def chunk_state(self, c: Chunk) -> str:
+        if c.flags & IS_MMAPPED:
+            return "mmapped"
+        for a in self.arenas():
+            if c.addr == a.top:
+                return "top"
+        if self._free_index is not None:
+            st = self._free_index.get(c.addr)
+        else:  # one chunk: only the lists its size can be in
+            st = self._listed_state(c)
+        if st:
+            return st
+        try:
+            nxt = self.mem.ptr(c.addr + c.size + self.sz)
+        except TargetMemoryError:
+            return "inuse"
+        return "inuse" if nxt & PREV_INUSE else "free"

@@ -1,0 +1,105 @@
+"""The plain data of the heap model: chunk flags, limits, and what walks return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from multiheap.target import Thread
+
+PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 1, 2, 4
+SIZE_BITS = 7
+MAX_ARENAS = 4096
+MAX_LIST = 10_000_000  # free-list steps before we call a list runaway
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where a walk stopped early, and why."""
+
+    addr: int
+    reason: str
+
+    def message(self, what: str) -> str:
+        return f"{what} stopped at {self.addr:#x}: {self.reason}"
+
+    def as_dict(self) -> dict:
+        return {"addr": self.addr, "reason": self.reason}
+
+
+@dataclass
+class Chunk:
+    """One chunk header (and its free-list links)."""
+
+    addr: int
+    prev_size: int
+    size_field: int
+    fd: int
+    bk: int
+    fd_nextsize: int
+    bk_nextsize: int
+    ptr_size: int
+
+    @property
+    def size(self) -> int:
+        return self.size_field & ~SIZE_BITS
+
+    @property
+    def flags(self) -> int:
+        return self.size_field & SIZE_BITS
+
+    @property
+    def mem(self) -> int:
+        return self.addr + 2 * self.ptr_size
+
+
+@dataclass
+class HeapSegment:
+    """A contiguous run of chunks: the main heap, or one heap_info heap of an arena."""
+
+    info: Optional[int]  # heap_info address (None for the main arena's heap)
+    start: int  # first chunk
+    end: int  # one past the last byte that may hold chunks
+    fields: dict = field(default_factory=dict)
+
+
+@dataclass
+class Arena:
+    """A malloc_state and the heaps it owns."""
+
+    addr: int
+    index: int
+    is_main: bool
+    f: dict
+    heaps: list[HeapSegment] = field(default_factory=list)
+    stops: list[Stop] = field(default_factory=list)
+
+    @property
+    def top(self) -> int:
+        return self.f["top"]
+
+    @property
+    def next(self) -> int:
+        return self.f["next"]
+
+
+@dataclass
+class FreeList:
+    """One free list (bin, fastbin, tcache bin) as walked: chunk addresses in order."""
+
+    kind: str  # unsorted / small / large / fast / tcache
+    index: int
+    chunks: list[int] = field(default_factory=list)  # chunk addresses
+    sizes: list[int] = field(default_factory=list)
+    stop: Optional[Stop] = None
+    count_field: Optional[int] = None  # tcache counts/num_slots as stored
+
+
+@dataclass
+class Tcache:
+    """One thread's tcache_perthread_struct."""
+
+    thread: Thread
+    addr: Optional[int]
+    how: str
+    bins: list[FreeList] = field(default_factory=list)

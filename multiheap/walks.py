@@ -1,0 +1,217 @@
+"""Walking chunks in address order: ptlist's walk, ptstats' census, mmapped chunks.
+
+A mixin of :class:`multiheap.heap.Heap`; every walk is bounded and records a
+:class:`~multiheap.heaptypes.Stop` where it cannot go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Optional
+
+from multiheap.errors import TargetMemoryError
+from multiheap.heaptypes import IS_MMAPPED, PREV_INUSE, SIZE_BITS, Arena, HeapSegment, Stop
+
+
+class ChunkWalks:
+    """Heap methods that walk chunks by their size fields."""
+
+    # walking chunks ------------------------------------------------------------
+    def walk(self, arena: Arena, seg: HeapSegment, stops: list[Stop],
+             limit: Optional[int] = None, classify: bool = True,
+             flag_names: Optional[Sequence[Any]] = None) -> Iterator[tuple[int, int, Any, str]]:
+        """Yield (addr, size, flags, state) for each chunk of a segment, in order.
+
+        The walk ends at the top chunk, at a fencepost, or where a size is impossible
+        (recorded in ``stops``).  ``limit`` caps the number of chunks; ``flag_names``
+        maps the 3 flag bits to what the caller shows instead of the number.  Chunks are read
+        in batches by a tight loop over the segment's bytes; a chunk's state comes from
+        the free lists, else from its successor's PREV_INUSE bit.
+        """
+        special = self.free_index() if classify else {}
+        try:
+            buf, base = self.mem.load(seg.start, seg.end)
+        except TargetMemoryError:
+            stops.append(Stop(seg.start, "heap memory is unreadable"))
+            return
+        end = min(seg.end, base + len(buf)) - base  # offsets from here on
+        top = arena.top - base
+        unpack = self._word.unpack_from
+        sz, minsize, bad = self.sz, self.p.minsize, self.p.align_mask & ~SIZE_BITS
+        o = seg.start - base
+        left = limit if limit is not None else -1
+        batch = 65536
+        while left:
+            offs: list[int] = []
+            sfs: list[int] = []
+            stop: Optional[Stop] = None
+            at_top = False
+            n = batch if left < 0 else min(batch, left)
+            while n:
+                if o + 2 * sz > end:
+                    if o + base < seg.end:
+                        stop = Stop(o + base, "chunk header is unreadable")
+                    break
+                sf = unpack(buf, o + sz)[0]
+                if o == top:
+                    at_top = True
+                    break
+                size = sf & ~SIZE_BITS
+                if size == 0 and o + base >= seg.start + minsize:
+                    break  # fencepost at the end of an old heap
+                if sf & bad or size < minsize:
+                    stop = Stop(o + base, f"impossible chunk size {sf:#x}")
+                    break
+                if o + size > end:
+                    stop = Stop(o + base, f"size {size:#x} runs past the heap end {seg.end:#x}")
+                    break
+                offs.append(o)
+                sfs.append(sf)
+                o += size
+                n -= 1
+            # each chunk's state needs the PREV_INUSE bit of the chunk after it
+            nxt = sfs[1:]
+            nxt.append(unpack(buf, o + sz)[0] if o + 2 * sz <= end else PREV_INUSE)
+            get = special.get
+            fl = flag_names if flag_names is not None else range(8)
+            yield from [(x + base, sf & ~SIZE_BITS, fl[sf & SIZE_BITS],
+                         get(x + base) or ("inuse" if ns & PREV_INUSE else "free"))
+                        for x, sf, ns in zip(offs, sfs, nxt)]
+            if left > 0:
+                left -= len(offs)
+            if stop is not None:
+                stops.append(stop)
+                return
+            if at_top and left:
+                sf = unpack(buf, o + sz)[0]
+                size = sf & ~SIZE_BITS
+                yield o + base, size, (flag_names or range(8))[sf & SIZE_BITS], "top"
+                if o + base + size not in (seg.end, end + base):
+                    stops.append(Stop(o + base, f"top size {size:#x} does not end at the "
+                                                f"heap end {seg.end:#x}"))
+                return
+            if n:  # ended early: fencepost, or out of bytes
+                return
+
+    def census(self, arena: Arena, stops: list[Stop]) -> dict[str, list[int]]:
+        """{state: [count, bytes]} for the arena's chunks (top excluded).
+
+        A bare walk counts every chunk; the free lists say which are free, fast or
+        tcache; the rest are in use.  If the walk stops early, or finds free chunks no
+        list knows, it falls back to classifying chunk by chunk.
+        """
+        out = {k: [0, 0] for k in ("inuse", "free", "fast", "tcache")}
+        total_n = total_b = unlisted = 0
+        own: list[Stop] = []
+        for seg in arena.heaps:
+            n, b, u = self._bare_walk(arena, seg, own)
+            total_n, total_b, unlisted = total_n + n, total_b + b, unlisted + u
+        listed_free = sum(len(fl.chunks) for fl in self.bins(arena))
+        if own or unlisted != listed_free:
+            for seg in arena.heaps:
+                for _a, size, _f, st in self.walk(arena, seg, stops):
+                    if st != "top":
+                        out[st][0] += 1
+                        out[st][1] += size
+            return out
+        # An arena's own bins hold only its chunks; a thread's tcache may hold any
+        # arena's, so those are counted by address.
+        for st, fls in (("free", self.bins(arena)), ("fast", self.fastbins(arena))):
+            for fl in fls:
+                out[st][0] += len(fl.sizes)
+                out[st][1] += sum(fl.sizes)
+        spans = [(s.start, s.end) for s in arena.heaps]
+        acc = out["tcache"]
+        for tc in self.tcaches():
+            for fl in tc.bins:
+                for a, size in zip(fl.chunks, fl.sizes):
+                    if any(lo <= a < hi for lo, hi in spans):
+                        acc[0] += 1
+                        acc[1] += size
+        out["inuse"] = [total_n - sum(v[0] for v in out.values()),
+                        total_b - sum(v[1] for v in out.values())]
+        return out
+
+    def _bare_walk(self, arena: Arena, seg: HeapSegment,
+                   stops: list[Stop]) -> tuple[int, int, int]:
+        """(chunks, bytes, chunks marked free by their successor) up to top.
+
+        The hot loop of ptstats: one read of the segment, then only the size words.
+        Anything unusual (no top here, a bad size) falls back to :meth:`walk`, which
+        says where and why it stopped.
+        """
+        top = arena.top
+        if seg.start <= top < seg.end:
+            try:
+                buf, base = self.mem.load(seg.start, seg.end)
+            except TargetMemoryError:
+                buf, base = b"", seg.start
+            o0, o_top = seg.start - base, top - base
+            if 0 <= o0 and o_top + 2 * self.sz <= len(buf):
+                unpack = self._word.unpack_from
+                sz, minsize = self.sz, self.p.minsize
+                bad = self.p.align_mask & ~SIZE_BITS  # misaligned size bits
+                o, n, free = o0, 0, 0
+                while o < o_top:
+                    sf = unpack(buf, o + sz)[0]
+                    if sf & bad or sf < minsize:
+                        break
+                    if not sf & PREV_INUSE:
+                        free += 1
+                    n += 1
+                    o += sf & ~SIZE_BITS
+                if o == o_top:
+                    if not unpack(buf, o + sz)[0] & PREV_INUSE:
+                        free += 1
+                    return n, o_top - o0, free
+        n = total = unlisted = 0
+        for _a, size, _flags, st in self.walk(arena, seg, stops, classify=False):
+            if st == "top":
+                break
+            n += 1
+            total += size
+            if st == "free":
+                unlisted += 1
+        return n, total, unlisted
+
+    # mmapped chunks --------------------------------------------------------------
+    def _mmapped_at(self, base: int, end: int) -> Optional[tuple[int, int, int]]:
+        """The mmapped chunk of the mapping starting at page ``base``, if any.
+
+        sysmalloc puts the chunk ``k`` bytes in when the mapping's start would misalign
+        the user pointer (i386's 16-byte alignment: k = 8) and stores k in prev_size.
+        """
+        page = 0x1000
+        for k in range(0, self.p.malloc_alignment, self.sz):
+            addr = base + k
+            try:
+                prev, sf = self._two.unpack(self.mem.read(addr, 2 * self.sz))
+            except TargetMemoryError:
+                return None
+            size = sf & ~SIZE_BITS
+            if (sf & SIZE_BITS) == IS_MMAPPED and size and prev == k \
+                    and (size + prev) % page == 0 and addr + size <= end \
+                    and not (addr + 2 * self.sz) & self.p.align_mask:
+                return addr, size, prev
+        return None
+
+
+    def mmapped_chunks(self) -> list[tuple[int, int, int]]:
+        """(addr, size, prev_size) of mmapped chunks found at anonymous mappings."""
+        heaps = [(s.info or s.start, s.end) for a in self.arenas() for s in a.heaps]
+        out = []
+        for r in self.target.regions():
+            if "w" not in r.perms or (r.name and not r.name.startswith("[anon")
+                                      and r.name not in ("", "[heap]")):
+                continue
+            if any(lo < r.end and r.start < hi for lo, hi in heaps):
+                continue
+            base = r.start
+            while base + 2 * self.sz <= r.end:
+                found = self._mmapped_at(base, r.end)
+                if found is None:
+                    break
+                out.append(found)
+                addr, size, _prev = found
+                base = addr + size
+        return out
