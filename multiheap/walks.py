@@ -6,6 +6,7 @@ A mixin of :class:`multiheap.heap.Heap`; every walk is bounded and records a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, Optional
 
@@ -147,22 +148,13 @@ class ChunkWalks:
             except TargetMemoryError:
                 buf, base = b"", seg.start
             o0, o_top = seg.start - base, top - base
-            if 0 <= o0 and o_top + 2 * self.sz <= len(buf):
-                unpack = self._word.unpack_from
-                sz, minsize = self.sz, self.p.minsize
-                bad = self.p.align_mask & ~SIZE_BITS  # misaligned size bits
-                o, n, free = o0, 0, 0
-                while o < o_top:
-                    sf = unpack(buf, o + sz)[0]
-                    if sf & bad or sf < minsize:
-                        break
-                    if not sf & PREV_INUSE:
-                        free += 1
-                    n += 1
-                    o += sf & ~SIZE_BITS
-                if o == o_top:
-                    if not unpack(buf, o + sz)[0] & PREV_INUSE:
-                        free += 1
+            sz = self.sz
+            if 0 <= o0 and o_top + 2 * sz <= len(buf) and not o0 % sz \
+                    and self.cfg.endian == sys.byteorder:
+                found = _count_chunks(buf, o0 // sz, o_top // sz, sz, self.p.minsize,
+                                      self.p.align_mask & ~SIZE_BITS)
+                if found is not None:
+                    n, free = found
                     return n, o_top - o0, free
         n = total = unlisted = 0
         for _a, size, _flags, st in self.walk(arena, seg, stops, classify=False):
@@ -215,3 +207,29 @@ class ChunkWalks:
                 addr, size, _prev = found
                 base = addr + size
         return out
+
+
+def _count_chunks(buf: bytes, w: int, w_top: int, sz: int, minsize: int,
+                  bad: int) -> Optional[tuple[int, int]]:
+    """(chunks, chunks whose PREV_INUSE is clear, top included) from word ``w`` to the
+    top chunk at word ``w_top``; None unless the sizes lead exactly to top.
+
+    ptstats' hot loop: the buffer seen as native words, one index and three integer
+    operations per chunk.  Misaligned or tiny sizes send the caller to the careful walk.
+    """
+    words = memoryview(buf)[:len(buf) - len(buf) % sz].cast("Q" if sz == 8 else "I")
+    shift = 3 if sz == 8 else 2
+    low = ~(SIZE_BITS >> shift)  # the flag bits left after the shift
+    n = inuse = seen = 0
+    while w < w_top:
+        sf = words[w + 1]
+        if sf < minsize:
+            return None
+        n += 1
+        inuse += sf & PREV_INUSE
+        seen |= sf
+        w += (sf >> shift) & low
+    if w != w_top or seen & bad:
+        return None
+    inuse += words[w + 1] & PREV_INUSE
+    return n, n + 1 - inuse
