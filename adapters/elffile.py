@@ -47,23 +47,17 @@ def read_elf(path: str, data: Optional[bytes] = None) -> Elf:
             with open(path, "rb") as f:
                 head = f.read(64)
                 size = os.fstat(f.fileno()).st_size
-                if head[:4] != b"\x7fELF":
-                    raise BadInputError(f"{path} is not an ELF file")
-                bits = 64 if head[4] == 2 else 32
-                e = "<" if head[5] == 1 else ">"
-                phoff, phentsize, phnum = _phinfo(head, bits, e)
-                f.seek(phoff)
-                table = f.read(phentsize * phnum)
+                bits, e, phoff, phentsize, phnum = _header(path, head)
+                table = b""
+                if phoff < size:  # (a corrupted offset may not even fit seek())
+                    f.seek(phoff)
+                    table = f.read(phentsize * phnum)
         except OSError as err:
             raise BadInputError(f"cannot read {path}: {err.strerror}") from None
     else:
         size = len(data)
-        if data[:4] != b"\x7fELF":
-            raise BadInputError(f"{path} is not an ELF file")
         head = data[:64]
-        bits = 64 if head[4] == 2 else 32
-        e = "<" if head[5] == 1 else ">"
-        phoff, phentsize, phnum = _phinfo(head, bits, e)
+        bits, e, phoff, phentsize, phnum = _header(path, head)
         table = data[phoff:phoff + phentsize * phnum]
     if len(table) < phentsize * phnum:
         raise BadInputError(f"{path} is truncated (program headers missing)")
@@ -79,7 +73,12 @@ def read_elf(path: str, data: Optional[bytes] = None) -> Elf:
     return Elf(path, bits, "little" if e == "<" else "big", etype, phdrs, size)
 
 
-def _phinfo(head: bytes, bits: int, e: str) -> tuple[int, int, int]:
+def _header(path: str, head: bytes) -> tuple[int, str, int, int, int]:
+    """(bits, struct byte order, phoff, phentsize, phnum) of a checked ELF header."""
+    if head[:4] != b"\x7fELF":
+        raise BadInputError(f"{path} is not an ELF file")
+    bits = 64 if head[4:5] == b"\x02" else 32
+    e = "<" if head[5:6] == b"\x01" else ">"
     if len(head) < (64 if bits == 64 else 52):
         raise BadInputError("truncated ELF header")
     if bits == 64:
@@ -88,7 +87,9 @@ def _phinfo(head: bytes, bits: int, e: str) -> tuple[int, int, int]:
     else:
         phoff = struct.unpack_from(e + "I", head, 28)[0]
         phentsize, phnum = struct.unpack_from(e + "HH", head, 42)
-    return phoff, phentsize, phnum
+    if phnum and phentsize < (56 if bits == 64 else 32):
+        raise BadInputError(f"corrupted ELF header (program header size {phentsize})")
+    return bits, e, phoff, phentsize, phnum
 
 
 def iter_notes(data: bytes, endian: str):
@@ -183,6 +184,8 @@ def inspect_core(path: str) -> CoreInfo:
         for ntype, _name, desc in iter_notes(rd.at(off, fs), elf.endian):
             if ntype == NT_FILE and len(desc) >= 2 * w:
                 count, _page = struct.unpack_from(e + word * 2, desc, 0)
+                if (2 + 3 * count) * w > len(desc):
+                    continue  # a corrupted count: the note names no file we can trust
                 names = desc[(2 + 3 * count) * w:].split(b"\0")
                 for i in range(count):
                     s, en, fo = struct.unpack_from(e + word * 3, desc, (2 + 3 * i) * w)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import pytest
 from conftest import JSON_COMMANDS
 from harness import BUILD_DIR, VENV, Truth, build, run_gdb
 
-from multiheap.adapters.elffile import inspect_core
+from multiheap.adapters.elffile import inspect_core, read_elf
 
 CLI = VENV / "bin" / "multiheap"
 TAG = "MULTIHEAP_CLI_TEST"
@@ -244,6 +245,42 @@ def test_bad_cores(basic, tmp_path):
     assert "not a core" in _bad("--core", str(exe), "ptstats")
     other = build("holder")
     assert "not made from" in _bad("--core", str(core), "--exe", str(other), "ptstats")
+
+
+def _patched(core: Path, dest: Path, at: int, fmt: str, value: int) -> Path:
+    data = bytearray(core.read_bytes())
+    struct.pack_into(fmt, data, at, value)
+    dest.write_bytes(data)
+    return dest
+
+
+def _nt_file_desc(core: Path) -> int:
+    """File offset of the core's NT_FILE note descriptor (its count word)."""
+    data, at, fmt = core.read_bytes(), None, "<III"
+    for pt, off, _va, fs, _ms in read_elf(str(core)).phdrs:
+        pos = off
+        while pt == 4 and pos + 12 <= off + fs:
+            namesz, descsz, ntype = struct.unpack_from(fmt, data, pos)
+            desc = pos + 12 + ((namesz + 3) & ~3)
+            if ntype == 0x46494C45:
+                at = desc
+            pos = desc + ((descsz + 3) & ~3)
+    assert at is not None
+    return at
+
+
+def test_corrupted_core_headers_are_one_line(basic, tmp_path):
+    live, _ = basic
+    core, _exe = core_of(live)
+    stub = tmp_path / "stub.core"
+    stub.write_bytes(b"\x7fELF")
+    assert "truncated ELF header" in _bad("--core", str(stub), "ptstats")
+    zero = _patched(core, tmp_path / "phentsize.core", 54, "<H", 0)
+    assert "program header size 0" in _bad("--core", str(zero), "ptstats")
+    far = _patched(core, tmp_path / "phoff.core", 32, "<Q", (1 << 64) - 1)
+    assert "program headers missing" in _bad("--core", str(far), "ptstats")
+    count = _patched(core, tmp_path / "ntfile.core", _nt_file_desc(core), "<Q", 1 << 40)
+    assert "give --exe" in _bad("--core", str(count), "ptstats")
 
 
 def test_bad_pids(tmp_path):
