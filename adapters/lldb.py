@@ -14,7 +14,7 @@ import os
 import shlex
 import subprocess
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 
 def import_lldb():
@@ -472,15 +472,20 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
     add_debug_dirs(dbg, debug_dirs)
     tgt = LldbTarget(dbg)
 
-    def fail(msg: str):
+    def fail(msg: str) -> NoReturn:
         lldb.SBDebugger.Destroy(dbg)
         raise MultiheapError(msg)
 
     err = lldb.SBError()
     argv: list[str] = []
-    if run:
-        argv = shlex.split(run)
-        exe = exe or (argv[0] if argv else None)
+    if run is not None:
+        try:
+            argv = shlex.split(run)
+        except ValueError as e:
+            fail(f"--run: {e}")
+        if not argv:
+            fail("--run needs a program")
+        exe = exe or argv[0]
     t = dbg.CreateTarget(exe or "", None, None, True, err)
     if not t.IsValid():
         fail(f"lldb cannot load {exe!r}: {err.GetCString() or 'invalid target'}")

@@ -346,7 +346,8 @@ def test_cli_attach_leaves_the_process_running(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--core", "/nonexistent.core"], ["--pid", "999999999"],
-                                  ["--run", "/nonexistent/prog"]])
+                                  ["--run", "/nonexistent/prog"], ["--run", "prog 'a"],
+                                  ["--run", ""]])
 def test_cli_bad_input_is_one_line(args):
     p = _cli(*args, "ptstats")
     assert p.returncode == 2
