@@ -46,13 +46,20 @@ def _init(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     path = os.path.expanduser(rc)
-    existing = open(path).read() if os.path.exists(path) else ""
-    if all(line in existing for line in lines):
-        print(f"multiheap: {rc} already loads multiheap", file=sys.stderr)
-        return 0
-    with open(path, "a") as f:
-        f.write(("\n" if existing and not existing.endswith("\n") else "")
-                + "# multiheap\n" + text)
+    try:
+        existing = ""
+        if os.path.exists(path):
+            with open(path) as f:
+                existing = f.read()
+        if all(line in existing for line in lines):
+            print(f"multiheap: {rc} already loads multiheap", file=sys.stderr)
+            return 0
+        with open(path, "a") as f:
+            f.write(("\n" if existing and not existing.endswith("\n") else "")
+                    + "# multiheap\n" + text)
+    except (OSError, UnicodeDecodeError) as e:
+        raise MultiheapError(f"cannot update {path}: {getattr(e, 'strerror', None) or e}"
+                             ) from None
     print(f"multiheap: added to {rc}", file=sys.stderr)
     return 0
 

@@ -412,6 +412,26 @@ def test_help_and_init(args):
     assert p.stdout
 
 
+def test_init_install_appends_once_and_says_why_it_cannot(tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path))
+
+    def install() -> subprocess.CompletedProcess:
+        return subprocess.run([str(CLI), "init", "gdb", "--install"], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    rc = tmp_path / ".gdbinit"
+    rc.write_text("set pagination off")  # no final newline
+    assert install().returncode == 0 and install().returncode == 0
+    text = rc.read_text()
+    assert text.startswith("set pagination off\n# multiheap\n")
+    assert text.count("# multiheap") == 1
+    rc.unlink()
+    rc.mkdir()  # not a file: one line, exit 2
+    p = install()
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == f"multiheap: cannot update {rc}: Is a directory\n"
+
+
 def test_interactive_shell_on_a_terminal(basic, tmp_path):
     """On a pty: a prompt, Tab completes a command and an option, history is saved."""
     import pty
