@@ -135,7 +135,7 @@ def build_id(target: Target, module: Module) -> Optional[str]:
             found = _build_id_from_image(get_file, False)
         if found:
             return found
-    except OSError:
+    except (OSError, struct.error):  # unreadable or truncated: try the memory image
         pass
     base = module_base(target, module)
     if base is None:
