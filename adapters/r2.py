@@ -506,7 +506,12 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
             raise BadInputError(f"no process {pid}")
         link = _SpawnLink(str(pid), flags + ["-e", "dbg.exitkills=false", "-d"])
         t = SpawnedR2Target(link)
-        if t.state != "live":
+        try:
+            live = t.state == "live"
+        except BaseException:
+            t.close()
+            raise
+        if not live:
             t.close()
             raise BadInputError(f"r2 cannot attach to process {pid}")
         return t
@@ -521,12 +526,15 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
     link = _SpawnLink(" ".join(shlex.quote(a) for a in argv),
                       flags + ["-R", "stdout=/dev/null", "-R", "stdin=/dev/null", "-d"])
     t = SpawnedR2Target(link)
-    if brk:
-        spot = brk if brk.startswith(("0x", "sym.")) or brk.isdigit() else f"sym.{brk}"
-        link.cmd(f"db {spot}")
-    link.cmd("dc")
-    t._cache.clear()
-    if t.state != "live":
-        t.close()
-        raise BadInputError(f"{argv[0]} exited before stopping")
+    try:  # t.cmd: r2pipe's own exceptions become one R2Error line
+        if brk:
+            spot = brk if brk.startswith(("0x", "sym.")) or brk.isdigit() else f"sym.{brk}"
+            t.cmd(f"db {spot}")
+        t.cmd("dc")
+        t._cache.clear()
+        if t.state != "live":
+            raise BadInputError(f"{argv[0]} exited before stopping")
+    except BaseException:
+        t.close()  # r2 and the program it started must not outlive us
+        raise
     return t
