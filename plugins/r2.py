@@ -25,9 +25,7 @@ def _evaluate(target, expr: str) -> int:
     # r2 prints errors for unknown names on its own stderr (and `2>` redirection loses
     # the answer), so every name is checked first: a register or an existing flag
     regs: Optional[set[str]] = None
-    for name in re.findall(r"(?<![\w$])[A-Za-z_][\w.]*", expr):
-        if re.fullmatch(r"0x[0-9a-fA-F]+", name):
-            continue
+    for name in re.findall(r"(?<![\w$])[A-Za-z_][\w.]*", expr):  # (never 0x.. digits)
         if regs is None:
             regs = set(target.cmd("drl").split())
         if name not in regs and target.cmd(f"fd {name}").strip() != name:
