@@ -120,7 +120,7 @@ class FreeLists:
             fl = FreeList(kind, i)
             first = arena.f["bins"][2 * (i - 1)]
             b = self.bin_address(arena, i)
-            if first != b:
+            if first not in (b, 0):  # 0: malloc_init_state has not run yet
                 self._walk_list(fl, first, b, index_of=None if i == 1 else self.p.bin_index)
                 if i == 1 and fl.stop is None:
                     tiny = [a for a, s in zip(fl.chunks, fl.sizes) if s < self.p.minsize]

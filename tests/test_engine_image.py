@@ -256,3 +256,14 @@ def test_thread_pointers_found_in_memory(sz):
     img = build_image((2, 36), sz, symbols=False, tls_symbols=False, hide_tp=True)
     heap = Session(img.target).heap()
     assert {tc.thread.num: tc.addr for tc in heap.tcaches()} == img.expected.tcache_structs
+
+
+def test_uninitialised_bins_are_empty_not_unreadable():
+    """All-zero bins (malloc_init_state has not run) are empty lists, not 127 stops."""
+    img = build_image((2, 36), 8)
+    L = layout("malloc_state", (2, 36), 8)
+    target = img.patched(img.main_arena + L.offset("bins"), bytes(254 * 8))
+    heap = Session(target).heap()
+    bins = heap.bins(heap.arenas()[0])
+    assert len(bins) == 127
+    assert all(not fl.chunks and fl.stop is None for fl in bins)
