@@ -50,6 +50,9 @@ class FreeLists:
         of one size (fastbins, tcache bins) pass that size as ``exact`` instead, which
         is cheaper per chunk.
         """
+        if exact:
+            self._walk_one_size(fl, first, end, protect, ptr_bias, exact)
+            return
         self.preload()
         sz = self.sz
         link = 2 * sz
@@ -82,12 +85,7 @@ class FreeLists:
                 lo, hi, buf = blk
             sf, nxt = unpack(buf, p - lo + sz)  # the size word, then fd (the link)
             size = sf & ~SIZE_BITS
-            if exact:
-                if size != exact:
-                    fl.stop = Stop(p, f"chunk size {size:#x} does not belong in {fl.kind} "
-                                      f"bin {want} (size {exact:#x})")
-                    return
-            elif index_of is not None and index_of(size) != want:
+            if index_of is not None and index_of(size) != want:
                 fl.stop = Stop(p, f"chunk size {size:#x} does not belong in {fl.kind} "
                                   f"bin {want}")
                 return
@@ -103,6 +101,76 @@ class FreeLists:
             if ptr_bias:
                 nxt = nxt - ptr_bias if nxt else end
             p = nxt
+
+    def _walk_one_size(self, fl: FreeList, first: int, end: int, protect: bool,
+                       ptr_bias: int, exact: int) -> None:
+        """:meth:`_walk_list` for a list whose chunks all have size ``exact``.
+
+        The hot loop of ptstats on heaps with many fast or tcache chunks: cycles are
+        found with Brent's method (one comparison per step instead of a set), and the
+        sizes are filled in at the end.
+        """
+        self.preload()
+        sz = self.sz
+        link = 2 * sz
+        mask = self.p.align_mask
+        unpack = self._two.unpack_from
+        mem = self.mem
+        chunks = fl.chunks
+        chunk = chunks.append
+        blk = mem.block(first)
+        lo, hi, buf = blk if blk is not None else (0, 0, b"")
+        p = first
+        tortoise, power, left = -1, 1, 1
+        while p != end:
+            if p == tortoise:
+                self._cut_cycle(fl, p)
+                break
+            if (p + link) & mask:
+                fl.stop = Stop(p, "misaligned chunk address (corrupted link?)")
+                break
+            if not (lo <= p and p + link + sz <= hi):
+                blk = mem.block(p)
+                if blk is None or p + link + sz > blk[1]:
+                    try:
+                        mem.read(p, link + sz)
+                    except TargetMemoryError:
+                        fl.stop = Stop(p, "unreadable chunk")
+                        break
+                    blk = mem.block(p)
+                lo, hi, buf = blk
+            sf, nxt = unpack(buf, p - lo + sz)  # the size word, then fd (the link)
+            if sf & ~SIZE_BITS != exact:
+                fl.stop = Stop(p, f"chunk size {sf & ~SIZE_BITS:#x} does not belong in "
+                                  f"{fl.kind} bin {fl.index} (size {exact:#x})")
+                break
+            chunk(p)
+            left -= 1
+            if not left:
+                if len(chunks) >= MAX_LIST:
+                    fl.stop = Stop(p, f"more than {MAX_LIST} chunks: runaway list")
+                    break
+                tortoise, power = p, power * 2
+                left = power
+            if protect:
+                nxt ^= (p + link) >> 12
+            if ptr_bias:
+                nxt = nxt - ptr_bias if nxt else end
+            p = nxt
+        fl.sizes.extend([exact] * (len(chunks) - len(fl.sizes)))
+
+    @staticmethod
+    def _cut_cycle(fl: FreeList, again: int) -> None:
+        """A cycle was found late (Brent): keep the chunks up to the first one the list
+        reaches twice, and stop there, as a step-by-step check would have."""
+        seen: set[int] = set()
+        for i, c in enumerate(fl.chunks):
+            if c in seen:
+                del fl.chunks[i:]
+                again = c
+                break
+            seen.add(c)
+        fl.stop = Stop(again, "cycle: this chunk is already in the list")
 
     def chunk_size(self, addr: int) -> int:
         return self.mem.ptr(addr + self.sz) & ~SIZE_BITS

@@ -267,3 +267,15 @@ def test_uninitialised_bins_are_empty_not_unreadable():
     bins = heap.bins(heap.arenas()[0])
     assert len(bins) == 127
     assert all(not fl.chunks and fl.stop is None for fl in bins)
+
+
+def test_cycle_after_a_tail_stops_at_the_first_repeated_chunk():
+    """c0 -> c1 -> c1 ...: the list is [c0, c1] and the stop names c1."""
+    img = build_image((2, 36), 8)
+    c0, c1 = img.expected.fast[1]
+    fd = ((c1 + 16) >> 12) ^ c1  # safe-linking, as glibc stores it
+    target = img.patched(c1 + 16, fd.to_bytes(8, "little"))
+    heap = Session(target).heap()
+    fl = heap.fastbins(heap.arenas()[0])[1]
+    assert fl.chunks == [c0, c1] and fl.sizes == [0x30, 0x30]
+    assert fl.stop is not None and fl.stop.addr == c1 and "cycle" in fl.stop.reason
