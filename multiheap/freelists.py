@@ -74,14 +74,10 @@ class FreeLists:
                 fl.stop = Stop(p, "misaligned chunk address (corrupted link?)")
                 return
             if not (lo <= p and p + link + sz <= hi):
-                blk = mem.block(p)
-                if blk is None or p + link + sz > blk[1]:
-                    try:
-                        mem.read(p, link + sz)
-                    except TargetMemoryError:
-                        fl.stop = Stop(p, "unreadable chunk")
-                        return
-                    blk = mem.block(p)
+                blk = self._block_at(p, link + sz)
+                if blk is None:
+                    fl.stop = Stop(p, "unreadable chunk")
+                    return
                 lo, hi, buf = blk
             sf, nxt = unpack(buf, p - lo + sz)  # the size word, then fd (the link)
             size = sf & ~SIZE_BITS
@@ -101,6 +97,17 @@ class FreeLists:
             if ptr_bias:
                 nxt = nxt - ptr_bias if nxt else end
             p = nxt
+
+    def _block_at(self, p: int, need: int) -> Optional[tuple[int, int, bytes]]:
+        """The cached block holding ``need`` bytes at ``p`` (read if missing), or None."""
+        blk = self.mem.block(p)
+        if blk is None or p + need > blk[1]:
+            try:
+                self.mem.read(p, need)
+            except TargetMemoryError:
+                return None
+            blk = self.mem.block(p)
+        return blk
 
     def _walk_one_size(self, fl: FreeList, first: int, end: int, protect: bool,
                        ptr_bias: int, exact: int) -> None:
@@ -130,14 +137,10 @@ class FreeLists:
                 fl.stop = Stop(p, "misaligned chunk address (corrupted link?)")
                 break
             if not (lo <= p and p + link + sz <= hi):
-                blk = mem.block(p)
-                if blk is None or p + link + sz > blk[1]:
-                    try:
-                        mem.read(p, link + sz)
-                    except TargetMemoryError:
-                        fl.stop = Stop(p, "unreadable chunk")
-                        break
-                    blk = mem.block(p)
+                blk = self._block_at(p, link + sz)
+                if blk is None:
+                    fl.stop = Stop(p, "unreadable chunk")
+                    break
                 lo, hi, buf = blk
             sf, nxt = unpack(buf, p - lo + sz)  # the size word, then fd (the link)
             if sf & ~SIZE_BITS != exact:
