@@ -47,28 +47,26 @@ class FreeLists:
         The link is the word at chunk + 2*SIZE_SZ; ``protect`` undoes safe-linking;
         ``ptr_bias`` is subtracted from stored pointers (tcache links user pointers).
         ``index_of(size)`` must give ``fl.index`` for every chunk (a bin check); lists
-        of one size (fastbins, tcache bins) pass that size as ``exact`` instead, which
-        is cheaper per chunk.
+        of one size (fastbins, tcache bins) pass that size as ``exact`` instead.
+
+        This is ptstats' hot loop on heaps with many free chunks: cycles are found
+        with Brent's method (one comparison per step, no set of visited chunks).
         """
-        if exact:
-            self._walk_one_size(fl, first, end, protect, ptr_bias, exact)
-            return
         self.preload()
         sz = self.sz
         link = 2 * sz
         mask = self.p.align_mask
         unpack = self._two.unpack_from
-        mem = self.mem
-        seen: set[int] = set()
-        add, chunk, size_of = seen.add, fl.chunks.append, fl.sizes.append
+        chunks = fl.chunks
+        chunk, size_of = chunks.append, fl.sizes.append
         want = fl.index
-        blk = mem.block(first)
+        blk = self.mem.block(first)
         lo, hi, buf = blk if blk is not None else (0, 0, b"")
         p = first
-        n = len(fl.chunks)
+        tortoise, power, left = -1, 1, 1
         while p != end:
-            if p in seen:
-                fl.stop = Stop(p, "cycle: this chunk is already in the list")
+            if p == tortoise:
+                self._cut_cycle(fl, p)
                 return
             if (p + link) & mask:
                 fl.stop = Stop(p, "misaligned chunk address (corrupted link?)")
@@ -81,17 +79,19 @@ class FreeLists:
                 lo, hi, buf = blk
             sf, nxt = unpack(buf, p - lo + sz)  # the size word, then fd (the link)
             size = sf & ~SIZE_BITS
-            if index_of is not None and index_of(size) != want:
+            if (size != exact) if exact else (index_of is not None and index_of(size) != want):
                 fl.stop = Stop(p, f"chunk size {size:#x} does not belong in {fl.kind} "
-                                  f"bin {want}")
+                                  f"bin {want}" + (f" (size {exact:#x})" if exact else ""))
                 return
-            add(p)
             chunk(p)
             size_of(size)
-            n += 1
-            if n >= MAX_LIST:
-                fl.stop = Stop(p, f"more than {MAX_LIST} chunks: runaway list")
-                return
+            left -= 1
+            if not left:
+                if len(chunks) >= MAX_LIST:
+                    fl.stop = Stop(p, f"more than {MAX_LIST} chunks: runaway list")
+                    return
+                tortoise, power = p, power * 2
+                left = power
             if protect:
                 nxt ^= (p + link) >> 12
             if ptr_bias:
@@ -109,59 +109,6 @@ class FreeLists:
             blk = self.mem.block(p)
         return blk
 
-    def _walk_one_size(self, fl: FreeList, first: int, end: int, protect: bool,
-                       ptr_bias: int, exact: int) -> None:
-        """:meth:`_walk_list` for a list whose chunks all have size ``exact``.
-
-        The hot loop of ptstats on heaps with many fast or tcache chunks: cycles are
-        found with Brent's method (one comparison per step instead of a set), and the
-        sizes are filled in at the end.
-        """
-        self.preload()
-        sz = self.sz
-        link = 2 * sz
-        mask = self.p.align_mask
-        unpack = self._two.unpack_from
-        mem = self.mem
-        chunks = fl.chunks
-        chunk = chunks.append
-        blk = mem.block(first)
-        lo, hi, buf = blk if blk is not None else (0, 0, b"")
-        p = first
-        tortoise, power, left = -1, 1, 1
-        while p != end:
-            if p == tortoise:
-                self._cut_cycle(fl, p)
-                break
-            if (p + link) & mask:
-                fl.stop = Stop(p, "misaligned chunk address (corrupted link?)")
-                break
-            if not (lo <= p and p + link + sz <= hi):
-                blk = self._block_at(p, link + sz)
-                if blk is None:
-                    fl.stop = Stop(p, "unreadable chunk")
-                    break
-                lo, hi, buf = blk
-            sf, nxt = unpack(buf, p - lo + sz)  # the size word, then fd (the link)
-            if sf & ~SIZE_BITS != exact:
-                fl.stop = Stop(p, f"chunk size {sf & ~SIZE_BITS:#x} does not belong in "
-                                  f"{fl.kind} bin {fl.index} (size {exact:#x})")
-                break
-            chunk(p)
-            left -= 1
-            if not left:
-                if len(chunks) >= MAX_LIST:
-                    fl.stop = Stop(p, f"more than {MAX_LIST} chunks: runaway list")
-                    break
-                tortoise, power = p, power * 2
-                left = power
-            if protect:
-                nxt ^= (p + link) >> 12
-            if ptr_bias:
-                nxt = nxt - ptr_bias if nxt else end
-            p = nxt
-        fl.sizes.extend([exact] * (len(chunks) - len(fl.sizes)))
-
     @staticmethod
     def _cut_cycle(fl: FreeList, again: int) -> None:
         """A cycle was found late (Brent): keep the chunks up to the first one the list
@@ -169,7 +116,7 @@ class FreeLists:
         seen: set[int] = set()
         for i, c in enumerate(fl.chunks):
             if c in seen:
-                del fl.chunks[i:]
+                del fl.chunks[i:], fl.sizes[i:]
                 again = c
                 break
             seen.add(c)
