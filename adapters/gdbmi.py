@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 from pygdbmi.gdbmiparser import parse_response
 
 from multiheap.adapters import gdbtext
-from multiheap.adapters.elffile import (
+from multiheap.elffile import (
     PT_LOAD,
     BadInputError,
     check_core_matches,
@@ -347,7 +347,7 @@ class GdbMiTarget:
         return self._maps
 
     def modules(self) -> list[Module]:
-        from multiheap.adapters.elffile import file_build_id
+        from multiheap.elffile import file_build_id
 
         out = []
         payload, _ = self.mi.request("-list-thread-groups")

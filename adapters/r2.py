@@ -357,7 +357,7 @@ class R2Target:
         return self._once("core_threads", self._read_core_threads)
 
     def _read_core_threads(self) -> dict[int, Optional[int]]:
-        from multiheap.adapters.elffile import BadInputError, iter_notes, read_elf
+        from multiheap.elffile import BadInputError, iter_notes, read_elf
 
         path = self._core_file()
         if path is None:
@@ -487,8 +487,8 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
     """
     import shlex
 
-    from multiheap.adapters.elffile import BadInputError, check_core_matches, inspect_core
     from multiheap.debugfile import add_debug_dirs
+    from multiheap.elffile import BadInputError, check_core_matches, inspect_core
 
     if sum(x is not None for x in (core, pid, run)) != 1:
         raise BadInputError("give exactly one of --core, --pid or --run")

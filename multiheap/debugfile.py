@@ -18,13 +18,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional
 
+from multiheap.elffile import file_build_id, loaded_build_id
 from multiheap.errors import MultiheapError
 from multiheap.glibc import find_libc
 from multiheap.target import Module, Target, Thread
 
 DEBUG_DIRS_ENV = "MULTIHEAP_DEBUG_DIRS"  # extra debug roots, ':'-separated
 STT_TLS = 6
-_NT_GNU_BUILD_ID = 3
 
 
 def extra_debug_dirs() -> list[str]:
@@ -84,64 +84,18 @@ def debug_file_for(build_id: str) -> Optional[Path]:
 
 
 # -- build-id: from the module, its file, or its first mapped page ---------------------
-def _build_id_from_image(get: Callable[[int, int], bytes], by_vaddr: bool) -> Optional[str]:
-    """Parse the ELF header, program headers and PT_NOTE notes of an image.
-
-    ``get(off, n)`` reads the image (file offsets, or memory offsets from the load
-    base when ``by_vaddr``).
-    """
-    ident = get(0, 64)
-    if len(ident) < 52 or ident[:4] != b"\x7fELF":
-        return None
-    is64, e = ident[4] == 2, "<" if ident[5] == 1 else ">"
-    if is64:
-        phoff, = struct.unpack_from(e + "Q", ident, 32)
-        phentsize, phnum = struct.unpack_from(e + "HH", ident, 54)
-    else:
-        phoff, = struct.unpack_from(e + "I", ident, 28)
-        phentsize, phnum = struct.unpack_from(e + "HH", ident, 42)
-    if not phnum or phnum > 64 or phentsize < (56 if is64 else 32):
-        return None
-    ph = get(phoff, phentsize * phnum)
-    for i in range(phnum):
-        o = i * phentsize
-        if is64:
-            ptype, _, off, vaddr, _, filesz = struct.unpack_from(e + "IIQQQQ", ph, o)
-        else:
-            ptype, off, vaddr, _, filesz = struct.unpack_from(e + "IIIII", ph, o)
-        if ptype != 4 or not 0 < filesz <= 1 << 16:  # PT_NOTE
-            continue
-        notes = get(vaddr if by_vaddr else off, filesz)
-        pos = 0
-        while pos + 12 <= len(notes):
-            namesz, descsz, ntype = struct.unpack_from(e + "III", notes, pos)
-            name_end = pos + 12 + ((namesz + 3) & ~3)
-            if ntype == _NT_GNU_BUILD_ID and notes[pos + 12:pos + 12 + namesz] == b"GNU\0":
-                return notes[name_end:name_end + descsz].hex()
-            pos = name_end + ((descsz + 3) & ~3)
-    return None
-
-
 def build_id(target: Target, module: Module) -> Optional[str]:
     """The module's GNU build-id: as the host reports it, from its file, or from memory."""
     if module.build_id:
         return module.build_id.lower()
-    try:
-        with open(module.path, "rb") as f:
-            def get_file(off: int, n: int) -> bytes:
-                f.seek(off)
-                return f.read(n)
-
-            found = _build_id_from_image(get_file, False)
-        if found:
-            return found
-    except (OSError, struct.error):  # unreadable or truncated: try the memory image
-        pass
+    found = file_build_id(module.path)  # None when unreadable or truncated
+    if found:
+        return found
     base = module_base(target, module)
     if base is None:
         return None
     try:
-        return _build_id_from_image(lambda off, n: target.read(base + off, n), True)
+        return loaded_build_id(module.path, lambda off, n: target.read(base + off, n))
     except (MultiheapError, struct.error):
         return None
 

@@ -22,7 +22,7 @@ import pytest
 from conftest import JSON_COMMANDS
 from harness import BUILD_DIR, VENV, Truth, build, run_gdb
 
-from multiheap.adapters.elffile import inspect_core, read_elf
+from multiheap.elffile import inspect_core, read_elf
 
 CLI = VENV / "bin" / "multiheap"
 TAG = "MULTIHEAP_CLI_TEST"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from multiheap.adapters.elffile import file_build_id
 from multiheap.debugfile import build_id
+from multiheap.elffile import file_build_id
 from multiheap.errors import TargetMemoryError
 from multiheap.target import Module, Region
 

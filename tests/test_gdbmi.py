@@ -13,8 +13,8 @@ import pytest
 from harness import run_gdb
 
 from multiheap.adapters import gdbtext
-from multiheap.adapters.elffile import inspect_core
 from multiheap.adapters.gdbmi import GdbMiTarget, MiProcess, mi_quote, open_target
+from multiheap.elffile import inspect_core
 from multiheap.errors import TargetMemoryError
 from multiheap.target import Region, Thread
 

@@ -1,8 +1,10 @@
-"""Just enough ELF to vet a core file before a debugger opens it.
+"""Just enough ELF: program headers, notes and build-ids, of files, cores and images
+loaded in a target's memory.
 
 A core that is missing, truncated or made from another program must be one clear
 line, not a debugger's warning followed by garbage: this reads the core's program
 headers and notes (NT_FILE, NT_AUXV) to find its executable and compare build-ids.
+The engine uses the same reader for libc's build-id (multiheap.debugfile).
 No debugger module is imported here.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from multiheap.errors import MultiheapError
 
@@ -106,14 +108,36 @@ def iter_notes(data: bytes, endian: str):
         yield ntype, name, desc
 
 
+def _build_id_in_notes(notes: bytes, endian: str) -> Optional[str]:
+    for ntype, name, desc in iter_notes(notes, endian):
+        if ntype == NT_GNU_BUILD_ID and name == b"GNU":
+            return desc.hex()
+    return None
+
+
 def build_id_of(elf: Elf, data: bytes) -> Optional[str]:
     """The GNU build-id from the notes of an ELF image held in ``data``."""
     for pt, off, _va, fs, _ms in elf.phdrs:
-        if pt != PT_NOTE:
-            continue
-        for ntype, name, desc in iter_notes(data[off:off + fs], elf.endian):
-            if ntype == NT_GNU_BUILD_ID and name == b"GNU":
-                return desc.hex()
+        if pt == PT_NOTE:
+            found = _build_id_in_notes(data[off:off + fs], elf.endian)
+            if found:
+                return found
+    return None
+
+
+def loaded_build_id(path: str, read: Callable[[int, int], bytes]) -> Optional[str]:
+    """The build-id of an ELF object as it is loaded in memory.
+
+    ``read(offset, n)`` reads at an offset from the object's load base: the headers
+    are in its first page, the notes at their segments' virtual addresses.
+    Raises BadInputError (or the reader's own error) when that is not an ELF image.
+    """
+    elf = read_elf(path, read(0, 0x1000))
+    for pt, _off, va, fs, _ms in elf.phdrs:
+        if pt == PT_NOTE and 0 < fs <= 1 << 16:
+            found = _build_id_in_notes(read(va, fs), elf.endian)
+            if found:
+                return found
     return None
 
 
