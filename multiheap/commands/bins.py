@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 from multiheap.commands.base import address, command
 from multiheap.errors import UsageError
 from multiheap.glibc import format_version
@@ -55,8 +57,8 @@ def emit_bins(heap: Heap, arena: Arena, out, index=None, size=None, all_bins=Fal
         shown += 1
         out.begin(title=f"bin {fl.index} ({fl.kind}, {bin_range(heap, fl.index)}): "
                         f"{chunks_text(len(fl.chunks))}")
-        out.field("index", fl.index) if out.structured() else None
         if out.structured():
+            out.field("index", fl.index)
             out.field("kind", fl.kind)
             out.field("count", len(fl.chunks))
         emit_chunks(fl, out)
@@ -136,6 +138,19 @@ def _count_mismatch(heap: Heap, fl: FreeList) -> bool:
     return fl.count_field != len(fl.chunks)
 
 
+def each_arena(session, heap: Heap, which: Optional[str], out,
+               emit: Callable[[Arena], None]) -> None:
+    """The list ``arenas``: for each chosen arena, {"arena": addr, ...what emit adds}."""
+    out.begin_list("arenas")
+    for a in pick_arena(session, heap, which):
+        out.begin()
+        if out.structured():
+            out.field("arena", a.addr, "#x")
+        emit(a)
+        out.end()
+    out.end_list()
+
+
 @command("ptbin", "the unsorted, small and large bins of an arena")
 class PtBin:
     """List the chunks in the regular bins (unsorted, small, large); non-empty bins only
@@ -154,13 +169,8 @@ class PtBin:
         size = address(session, args.size) if args.size else None
         if args.index is not None and not 1 <= args.index <= 127:
             raise UsageError("bin index must be 1..127")
-        out.begin_list("arenas")
-        for a in pick_arena(session, heap, args.arena):
-            out.begin()
-            out.field("arena", a.addr, "#x") if out.structured() else None
-            emit_bins(heap, a, out, args.index, size, args.all)
-            out.end()
-        out.end_list()
+        each_arena(session, heap, args.arena, out,
+                   lambda a: emit_bins(heap, a, out, args.index, size, args.all))
 
 
 @command("ptfast", "the fastbins of an arena")
@@ -179,13 +189,7 @@ class PtFast:
             out.note(f"glibc {format_version(heap.cfg.version)} has no fastbins "
                      "(removed in 2.43)")
             return
-        out.begin_list("arenas")
-        for a in pick_arena(session, heap, args.arena):
-            out.begin()
-            out.field("arena", a.addr, "#x") if out.structured() else None
-            emit_fastbins(heap, a, out)
-            out.end()
-        out.end_list()
+        each_arena(session, heap, args.arena, out, lambda a: emit_fastbins(heap, a, out))
 
 
 @command("pttcache", "each thread's tcache bins")
@@ -220,7 +224,8 @@ class PtFree:
         out.begin_list("arenas")
         for a in pick_arena(session, heap, args.arena):
             out.begin(title=f"arena {a.addr:#x}")
-            out.field("addr", a.addr, "#x") if out.structured() else None
+            if out.structured():
+                out.field("addr", a.addr, "#x")
             if heap.p.has_fastbins:
                 emit_fastbins(heap, a, out)
             emit_bins(heap, a, out)
