@@ -21,6 +21,7 @@ from typing import Callable, Optional
 from multiheap.elffile import file_build_id, loaded_build_id
 from multiheap.errors import MultiheapError
 from multiheap.glibc import find_libc
+from multiheap.memory import lowest_mapping
 from multiheap.target import Module, Target, Thread
 
 DEBUG_DIRS_ENV = "MULTIHEAP_DEBUG_DIRS"  # extra debug roots, ':'-separated
@@ -108,10 +109,7 @@ def module_base(target: Target, module: Module) -> Optional[int]:
         regions = target.regions()
     except MultiheapError:
         return None
-    real = os.path.realpath(module.path)
-    starts = [r.start for r in regions
-              if r.name and (r.name == module.path or os.path.realpath(r.name) == real)]
-    return min(starts) if starts else None
+    return lowest_mapping(regions, module.path)
 
 
 # -- the debug file's symbols ----------------------------------------------------------

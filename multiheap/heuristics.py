@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 from multiheap.errors import MultiheapError, TargetMemoryError
 from multiheap.layouts import Layout, Params, layout
-from multiheap.memory import region_contents
+from multiheap.memory import lowest_mapping, region_contents, same_file
 from multiheap.target import Region, Target, Thread
 
 _R_RELATIVE = 8  # R_X86_64_RELATIVE and R_386_RELATIVE
@@ -126,22 +126,13 @@ def read_elf(path: str) -> Optional[ElfFacts]:
     return _read_elf(path, mtime)
 
 
-def _same_file(a: str, b: str) -> bool:
-    if not a or not b:
-        return False
-    try:
-        return os.path.realpath(a) == os.path.realpath(b)
-    except OSError:
-        return a == b
-
-
 def load_bias(target: Target, facts: ElfFacts, path: str) -> tuple[Optional[int], str]:
     """(bias, how): run-time address minus link-time address of the file's contents."""
     if not facts.pie:
         return 0, "fixed addresses (not position-independent)"
-    starts = [r.start for r in target.regions() if _same_file(r.name, path)]
-    if starts:
-        return min(starts) - facts.first_load, "lowest mapping of the file"
+    base = lowest_mapping(target.regions(), path)
+    if base is not None:
+        return base - facts.first_load, "lowest mapping of the file"
     names = ("_IO_2_1_stderr_", "_IO_2_1_stdout_", "__libc_single_threaded")
     objects = dynsym_objects(path, names)
     for name in names:
@@ -207,12 +198,12 @@ def mp_candidates_in_file(facts: ElfFacts, L: Layout, p: Params) -> list[int]:
     return out
 
 
-def _regions_of(target: Target, path: Optional[str]) -> list[Region]:
+def regions_of(target: Target, path: Optional[str]) -> list[Region]:
     """Writable regions of a file, and the anonymous mapping right after (its .bss)."""
     regs = target.regions()
     out = []
     for i, r in enumerate(regs):
-        if "w" in r.perms and path and _same_file(r.name, path):
+        if "w" in r.perms and path and same_file(r.name, path):
             out.append(r)
             if i + 1 < len(regs) and regs[i + 1].start == r.end and not regs[i + 1].name:
                 out.append(regs[i + 1])

@@ -16,6 +16,7 @@ from typing import Optional
 from multiheap import glibc, heuristics
 from multiheap.errors import MultiheapError, NotFoundError
 from multiheap.layouts import Params, Version, layout
+from multiheap.memory import same_file
 from multiheap.target import Module, Region, Target, Thread
 
 OVERRIDE_HINT = "ptconfig --main-arena ADDR --mp ADDR (and --glibc X.Y) set them by hand"
@@ -112,7 +113,7 @@ def libc_file(target: Target) -> Optional[LibcFile]:
 
 def _libc_regions(target: Target, lf: Optional[LibcFile]) -> list[Region]:
     """libc's writable mappings (with the .bss after them), or every writable one."""
-    regs = heuristics._regions_of(target, lf.path if lf else None)
+    regs = heuristics.regions_of(target, lf.path if lf else None)
     return regs or [r for r in target.regions() if "w" in r.perms and r.size <= 16 << 20]
 
 
@@ -229,7 +230,7 @@ def guess_tcache_offset(target: Target, cfg: Config,
         offsets = heuristics.tls_offsets(target, lf.facts if lf else None,
                                          lf.bias if lf else None, cfg.ptr_size)
         dummy = [r for r in target.regions()
-                 if lf is not None and heuristics._same_file(r.name, lf.path)]
+                 if lf is not None and same_file(r.name, lf.path)]
         scan = heuristics.TLS_SCAN
         if lf is not None and lf.static and lf.facts is not None and lf.facts.tls_size:
             scan = lf.facts.tls_size  # the executable's TLS block ends at the pointer

@@ -8,6 +8,7 @@ block fetch one page-aligned block and keep it.
 from __future__ import annotations
 
 import bisect
+import os
 import struct
 from collections.abc import Iterable, Iterator
 from typing import Optional
@@ -132,3 +133,19 @@ def region_contents(target: Target, regions: Iterable[Region],
             yield r, target.read(r.start, r.size)
         except TargetMemoryError:
             continue
+
+
+def same_file(a: str, b: str) -> bool:
+    """True when two mapping names (paths) name the same file."""
+    if not a or not b:
+        return False
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except OSError:
+        return a == b
+
+
+def lowest_mapping(regions: Iterable[Region], path: str) -> Optional[int]:
+    """Start of the lowest region mapped from the file ``path`` (its load base), or None."""
+    starts = [r.start for r in regions if same_file(r.name, path)]
+    return min(starts) if starts else None
