@@ -51,6 +51,7 @@ def import_lldb():
 lldb = import_lldb()
 
 from multiheap.errors import NoTargetError, TargetMemoryError  # noqa: E402
+from multiheap.memory import covered_until  # noqa: E402
 from multiheap.target import Module, Region, Thread, TypeLayout  # noqa: E402
 
 _TLS_SECTIONS = (".tbss", ".tdata", "PT_TLS")
@@ -174,16 +175,8 @@ class LldbTarget:
         if os.environ.get("MULTIHEAP_LLDB_NO_PROC_MEM") or self.state != "live" or \
                 self._target().GetPlatform().GetName() != "host":
             return None
-        end = addr + size
-        pos = addr
-        for r in self.regions():
-            if r.start <= pos < r.end:
-                if "x" in r.perms or "r" not in r.perms:
-                    return None
-                pos = r.end
-                if pos >= end:
-                    break
-        if pos < end:
+        if covered_until(self.regions(), addr, addr + size,
+                         lambda r: "r" in r.perms and "x" not in r.perms) < addr + size:
             return None
         pid = p.GetProcessID()
         try:

@@ -19,6 +19,7 @@ import tempfile
 from typing import Any, Optional, Protocol, Sequence
 
 from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError
+from multiheap.memory import covered_until
 from multiheap.target import Module, Region, Thread, TypeLayout
 
 SMALL_READ = 0x10000  # up to this: base64 through the pipe; above: wtf to a file
@@ -209,16 +210,8 @@ class R2Target:
         return fd
 
     def _r2_read(self, addr: int, size: int) -> bytes:
-        regions = self.regions()
-        end, pos = addr + size, addr
-        for r in sorted(regions, key=lambda r: r.start):
-            if r.end <= pos or "r" not in r.perms:
-                continue
-            if r.start > pos:
-                break
-            pos = r.end
-            if pos >= end:
-                break
+        end = addr + size
+        pos = covered_until(self.regions(), addr, end, lambda r: "r" in r.perms)
         if pos < end:
             raise TargetMemoryError(addr, size, f"{max(pos, addr):#x} is not mapped")
         if size <= SMALL_READ:
