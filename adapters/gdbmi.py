@@ -217,6 +217,7 @@ class GdbMiTarget:
         self._maps: Optional[list[Region]] = None
         self._ptr: Optional[int] = None
         self._arch: Optional[str] = None
+        self._endian: Optional[str] = None
         self._pid: Optional[int] = None
         self._handles: dict[int, int] = {}  # thread number -> pthread_t, from gdb's names
         self._core_fd: Optional[int] = None
@@ -244,7 +245,9 @@ class GdbMiTarget:
 
     @property
     def endianness(self) -> str:
-        return "big" if "big" in self.mi.console("show endian") else "little"
+        if self._endian is None:  # fixed for the session, like the word size
+            self._endian = "big" if "big" in self.mi.console("show endian") else "little"
+        return self._endian
 
     @property
     def arch(self) -> str:
