@@ -122,9 +122,6 @@ class FreeLists:
             seen.add(c)
         fl.stop = Stop(again, "cycle: this chunk is already in the list")
 
-    def chunk_size(self, addr: int) -> int:
-        return self.mem.ptr(addr + self.sz) & ~SIZE_BITS
-
     def bin_address(self, arena: Arena, i: int) -> int:
         """bin_at(arena, i): the fake chunk whose fd/bk are bins[2(i-1)], bins[2i-1]."""
         return arena.addr + self.L_state.offset("bins") + (i - 1) * 2 * self.sz - 2 * self.sz

@@ -192,11 +192,8 @@ class Heap(ChunkWalks, FreeLists):
         arena.heaps = segs[::-1]
 
     def arena_of(self, addr: int) -> Optional[Arena]:
-        for a in self.arenas():
-            for s in a.heaps:
-                if s.start <= addr < s.end:
-                    return a
-        return None
+        found = self.segment_of(addr)
+        return found[0] if found else None
 
     def segment_of(self, addr: int) -> Optional[tuple[Arena, HeapSegment]]:
         for a in self.arenas():
