@@ -61,8 +61,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     session = Session(target, lambda expr: _evaluate(target, expr))
     try:
-        res = run_command(session, argv[0], argv[1:], color=_color(target),
-                          sink=sys.stdout.write)
+        color = _color(target)
+    except (MultiheapError, OSError):  # r2 gone: the command itself says so in one line
+        color = False
+    try:
+        res = run_command(session, argv[0], argv[1:], color=color, sink=sys.stdout.write)
     except KeyboardInterrupt:
         sys.stderr.write(f"{argv[0]}: interrupted\n")
         return 130
