@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="multiheap",
         usage="multiheap [--backend NAME] [--debug-dir DIR]... (--core CORE [--exe EXE] | "
               "--pid PID | --run 'PROG ARGS' [--break FUNC]) [COMMAND [ARGS...]]\n"
-              "       multiheap init gdb [--install]\n"
+              "       multiheap init gdb|lldb|r2 [--install]\n"
               "       multiheap demo",
         description="glibc ptmalloc heap analysis of a core file, a running process or a "
                     "program, from the shell.  Without COMMAND: an interactive shell.  "
