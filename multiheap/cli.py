@@ -2,7 +2,7 @@
 
     multiheap [--backend NAME] [--debug-dir DIR]... (--core CORE [--exe EXE] | --pid PID
               | --run 'PROG ARGS' [--break FUNC]) [COMMAND [ARGS...]]
-    multiheap init gdb [--install]
+    multiheap init gdb|lldb|r2 [--install]
     multiheap demo
 
 Exit status: the command's (0 success), 2 for bad usage or unusable input, 130 on
