@@ -221,8 +221,12 @@ def tls_address(target: Target, name: str, thread: Thread,
 
     libc's TLS block is ``dtv[modid]`` of the thread's DTV (``tcbhead_t.dtv``, one
     word after the thread pointer).  libc's module id is not known without ld.so's
-    link_map, so each static-TLS entry below the thread pointer is a candidate; when
-    there are several, ``check(slot)`` picks the one whose value is plausible.
+    link_map, so each static-TLS entry below the thread pointer is a candidate.  The
+    static blocks lie side by side below the pointer (x86's TLS variant II), so a block
+    with less room than libc's PT_TLS size before the next block (or the pointer) is
+    another module's: a program with its own ``__thread`` variables (perl) has one.
+    When several remain, ``check(slot)`` picks the plausible ones, a slot holding a
+    pointer before one holding 0 (a 0 is plausible anywhere).
     """
     lib = libc_debug(target)
     if lib is None:
@@ -242,17 +246,27 @@ def tls_address(target: Target, name: str, thread: Thread,
     try:
         dtv = ptr(tp + ps)
         count = ptr(dtv - 2 * ps)  # dtv[-1].counter: slots allocated
-        cands = []
+        blocks = []
         for modid in range(1, min(count, 64) + 1):
             block = ptr(dtv + 2 * ps * modid)
             if block in (0, (1 << 8 * ps) - 1) or not 0 < tp - block <= 1 << 20:
                 continue
-            cands.append(block + off)
+            blocks.append(block)
     except (MultiheapError, OverflowError):
         return None
+    need = max(lib.file.tls_size or 0, off + ps)
+    cands = [b + off for b in blocks
+             if min([x for x in blocks if x > b] + [tp]) - b >= need]
     if len(cands) > 1 and check is not None:
-        good = [c for c in cands if check(c)]
-        cands = good if good else cands
+        ranked = []
+        for c in cands:
+            if check(c):
+                try:
+                    ranked.append((ptr(c) == 0, c))
+                except MultiheapError:
+                    continue
+        if ranked:
+            cands = [c for _zero, c in sorted(ranked, key=lambda x: x[0])]
     return cands[0] if cands else None
 
 
