@@ -17,6 +17,7 @@ int nkeep = 5;
 void *keep[8];
 char *global_ptr;
 long *p;
+void *guard;
 volatile int go_on;
 
 __attribute__((noinline)) void checkpoint(void) { __asm__ volatile("" ::: "memory"); }
@@ -35,9 +36,9 @@ int main(int argc, char **argv)
     keep[7] = realloc(keep[7], 300000); /* mmapped */
     free(keep[0]);
     free(keep[1]);
-    char *big = malloc(0x600), *guard = malloc(24);
+    char *big = malloc(0x600);
+    guard = malloc(24);
     free(big); /* unsorted */
-    (void)guard;
     FILE *f = fopen(argv[1], "w");
     if (!f)
         return 3;
