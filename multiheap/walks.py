@@ -172,41 +172,142 @@ class ChunkWalks:
 
         sysmalloc puts the chunk ``k`` bytes in when the mapping's start would misalign
         the user pointer (i386's 16-byte alignment: k = 8) and stores k in prev_size.
+        memalign moves the chunk further in, to an aligned user pointer, and adds that
+        lead to prev_size: glibc's own check (munmap_chunk) is that chunk - prev_size
+        is the page-aligned mapping start and prev_size + size its page-multiple length.
         """
-        page = 0x1000
         for k in range(0, self.p.malloc_alignment, self.sz):
-            addr = base + k
-            try:
-                prev, sf = self._two.unpack(self.mem.read(addr, 2 * self.sz))
-            except TargetMemoryError:
-                return None
-            size = sf & ~SIZE_BITS
-            if (sf & SIZE_BITS) == IS_MMAPPED and size and prev == k \
-                    and (size + prev) % page == 0 and addr + size <= end \
-                    and not (addr + 2 * self.sz) & self.p.align_mask:
-                return addr, size, prev
+            found = self._mmapped_header(base + k, base, end)
+            if found is None:
+                continue
+            addr, size, prev = found
+            total = prev + size
+            align = 2 * self.p.malloc_alignment  # memalign: a lead to an aligned pointer
+            while align < total:
+                moved = -(-(addr + 2 * self.sz) // align) * align - 2 * self.sz
+                if moved > addr:
+                    inner = self._mmapped_header(moved, base, end)
+                    if inner is not None and inner[1] + inner[2] == total:
+                        return inner
+                align *= 2
+            return found
         return None
 
+    def _mmapped_header(self, addr: int, base: int,
+                        end: int) -> Optional[tuple[int, int, int]]:
+        """(addr, size, prev_size) if ``addr`` holds the header of the chunk mapped at
+        ``base`` (prev_size = addr - base, IS_MMAPPED alone, a page-multiple span)."""
+        try:
+            prev, sf = self._two.unpack(self.mem.read(addr, 2 * self.sz))
+        except TargetMemoryError:
+            return None
+        size = sf & ~SIZE_BITS
+        if (sf & SIZE_BITS) == IS_MMAPPED and size and prev == addr - base \
+                and (size + prev) % 0x1000 == 0 and base + prev + size <= end \
+                and not (addr + 2 * self.sz) & self.p.align_mask:
+            return addr, size, prev
+        return None
+
+    def _anon_spans(self) -> list[tuple[int, int]]:
+        """Writable memory no file backs, outside the arenas' heaps, as maximal spans.
+
+        Hosts name and split mappings differently (a core's list, r2's ``unkN``, lldb's
+        module names, the kernel merging neighbours): adjacent writable regions are
+        joined, so no chunk depends on where a host drew a boundary.
+        """
+        regs = sorted((r for r in self.target.regions()
+                       if "w" in r.perms and not r.name.startswith("/")),
+                      key=lambda r: r.start)
+        spans: list[list[int]] = []
+        for r in regs:
+            if spans and r.start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], r.end)
+            else:
+                spans.append([r.start, r.end])
+        heaps = sorted((s.info or s.start, s.end) for a in self.arenas() for s in a.heaps)
+        out: list[tuple[int, int]] = []
+        for lo, hi in spans:
+            for h_lo, h_hi in heaps:  # cut the heaps out
+                if h_lo < hi and lo < h_hi:
+                    if lo < h_lo:
+                        out.append((lo, h_lo))
+                    lo = max(lo, h_hi)
+            if lo < hi:
+                out.append((lo, hi))
+        return out
 
     def mmapped_chunks(self) -> list[tuple[int, int, int]]:
-        """(addr, size, prev_size) of mmapped chunks found at anonymous mappings."""
-        heaps = [(s.info or s.start, s.end) for a in self.arenas() for s in a.heaps]
-        out = []
-        for r in self.target.regions():
-            if "w" not in r.perms or (r.name and not r.name.startswith("[anon")
-                                      and r.name not in ("", "[heap]")):
-                continue
-            if any(lo < r.end and r.start < hi for lo, hi in heaps):
-                continue
-            base = r.start
-            while base + 2 * self.sz <= r.end:
-                found = self._mmapped_at(base, r.end)
-                if found is None:
-                    break
-                out.append(found)
-                addr, size, _prev = found
-                base = addr + size
+        """(addr, size, prev_size) of every mmapped chunk, in address order (cached).
+
+        Each mapping that can hold one (writable, no file, not an arena's heap) is
+        tried at its start and followed chunk to chunk (the kernel merges adjacent
+        mappings).  If that finds fewer chunks than ``mp_.n_mmaps``, every page of
+        those spans is tried: a chunk's mapping can also follow other anonymous memory.
+        """
+        cached = self.__dict__.get("_mmapped")
+        if cached is not None:
+            return cached
+        spans = self._anon_spans()
+        region_starts = sorted({r.start for r in self.target.regions()} |
+                               {lo for lo, _hi in spans})
+        found: dict[int, tuple[int, int, int]] = {}
+
+        def follow(base: int, end: int) -> None:
+            while base + 2 * self.sz <= end and base not in found:
+                hit = self._mmapped_at(base, end)
+                if hit is None:
+                    return
+                found[base] = hit
+                base += hit[1] + hit[2]
+
+        for lo, hi in spans:
+            for start in region_starts:
+                if lo <= start < hi:
+                    follow(start, hi)
+        want = self.mp["n_mmaps"]
+        if len(found) < want:
+            for lo, hi in spans:
+                for base in self._page_candidates(lo, hi, found):
+                    follow(base, hi)
+        out = sorted(found.values())
+        self.__dict__["_mmapped"] = out
         return out
+
+    def _page_candidates(self, lo: int, hi: int,
+                         found: dict[int, tuple[int, int, int]]) -> Iterator[int]:
+        """Page starts in [lo, hi) outside the chunks found so far whose first words
+        could begin a mmapped chunk (read in 1 MiB pieces, not kept in the cache)."""
+        page, piece, sz = 0x1000, 1 << 20, self.sz
+        a = (lo + page - 1) & ~(page - 1)
+        while a < hi:
+            n = min(piece, hi - a)
+            try:
+                buf = self.target.read(a, n)
+            except TargetMemoryError:
+                a += n
+                continue
+            for off in range(0, n - 2 * sz + 1, page):
+                base = a + off
+                if any(b <= base < b + h[1] + h[2] for b, h in found.items()):
+                    continue
+                for k in range(0, self.p.malloc_alignment, sz):
+                    prev, sf = self._two.unpack_from(buf, off + k) if off + k + 2 * sz <= n \
+                        else (None, 0)
+                    if prev == k and (sf & SIZE_BITS) == IS_MMAPPED:
+                        yield base
+                        break
+            a += n
+
+    def mmapped_note(self) -> Optional[str]:
+        """Why the mmapped chunks found differ from mp_'s count and bytes, or None."""
+        chunks = self.mmapped_chunks()
+        n, total = len(chunks), sum(s + p for _a, s, p in chunks)
+        want_n, want_b = self.mp["n_mmaps"], self.mp["mmapped_mem"]
+        if (n, total) == (want_n, want_b):
+            return None
+        return (f"found {n} mmapped chunks ({total:#x} bytes) but mp_ counts {want_n} "
+                f"({want_b:#x} bytes): a chunk's header may be damaged or its memory "
+                "missing (a core without it), or mp_ is stale")
 
 
 def _count_chunks(buf: bytes, w: int, w_top: int, sz: int, minsize: int,
