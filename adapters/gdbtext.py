@@ -107,3 +107,57 @@ def parse_value(text: str, bits: int = 64) -> Optional[int]:
         return None
     v = int(m.group(1), 0)
     return v & ((1 << bits) - 1) if v < 0 else v
+
+
+# -- read-only evaluation -----------------------------------------------------------------
+def write_operator(expr: str) -> Optional[str]:
+    """The first assignment (``=``, ``+=``, ``<<=``...), increment or decrement in a gdb
+    expression, outside string and character literals; None if it has none.
+
+    Every write a C (or Ada, Pascal, Rust...) expression can make goes through one of
+    these operators or a function call.  gdb guards memory writes and calls itself
+    (``may-write-memory``, ``may-call-functions``), but gdb 13 refuses to change
+    ``may-write-registers`` while a process is live, and a register-held local
+    (``i=3``) or ``$rbx=1`` would be written; so assignments are refused before gdb
+    sees them, whatever they assign to (gdb's convenience variables too).
+    """
+    i, n = 0, len(expr)
+    while i < n:
+        c = expr[i]
+        if c in "\"'":  # a literal (or a quoted symbol name): skip to its closing quote
+            i += 1
+            while i < n and expr[i] != c:
+                i += 2 if expr[i] == "\\" else 1
+        elif c in "+-" and expr.startswith(c * 2, i):
+            return c * 2
+        elif c == "=":
+            prev = expr[i - 1] if i else ""
+            doubled = i >= 2 and expr[i - 2] == prev
+            if expr.startswith("==", i):
+                i += 1  # ==
+            elif prev == "!" or (prev and prev in "<>" and not doubled):
+                pass  # !=, <=, >= (but <<= and >>= assign)
+            elif prev and prev in "<>":
+                return prev * 2 + "="
+            else:
+                return (prev if prev and prev in "+-*/%&|^:" else "") + "="
+        i += 1
+    return None
+
+
+def _shown(expr: str, limit: int = 60) -> str:
+    return repr(expr if len(expr) <= limit else expr[:limit - 3] + "...")
+
+
+def write_refusal(expr: str, op: str) -> str:
+    """The one line refusing an argument that assigns or increments (``op``)."""
+    return f"{_shown(expr)} would write ({op}): multiheap only reads the target"
+
+
+def guard_refusal(expr: str, gdb_error: str) -> Optional[str]:
+    """The one line for a write gdb's guards stopped (``may-write-memory`` and
+    ``may-write-registers`` off), or None for any other error."""
+    for what in ("memory", "registers"):
+        if f"Writing to {what} is not allowed" in gdb_error:
+            return f"{_shown(expr)} would write to the target's {what}: multiheap only reads"
+    return None

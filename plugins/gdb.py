@@ -11,6 +11,8 @@ import glob
 import os
 import site
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def _add_venv() -> None:
@@ -36,21 +38,57 @@ except ImportError:
 import gdb  # type: ignore[import-not-found]  # noqa: E402
 
 from multiheap.adapters.gdb import GdbTarget, connect_events  # noqa: E402
+from multiheap.adapters.gdbtext import guard_refusal, write_operator, write_refusal  # noqa: E402
 from multiheap.commands import COMMANDS, run_command  # noqa: E402
+from multiheap.errors import UsageError  # noqa: E402
 from multiheap.session import Session  # noqa: E402
+
+# gdb's own guards, off while an address argument is evaluated.  gdb 13 will not change
+# may-write-registers while a process is live ("Cannot change this setting while the
+# inferior is running"): there, assignments are refused before gdb sees them
+# (gdbtext.write_operator), which covers registers and register-held locals too.
+_GUARDS = ("may-call-functions", "may-write-memory", "may-write-registers")
+
+
+@contextmanager
+def _read_only() -> Iterator[None]:
+    """gdb refuses calls and writes inside; each setting is restored afterwards, also on
+    an error or Ctrl-C (a setting the user already turned off is left alone, so observer
+    mode stays as it was)."""
+    turned_off: list[str] = []
+    try:
+        for name in _GUARDS:
+            if gdb.parameter(name):
+                turned_off.append(name)
+                try:
+                    gdb.execute(f"set {name} off", to_string=True)
+                except gdb.error:  # may-write-registers on a live process (gdb 13)
+                    turned_off.pop()
+        yield
+    finally:
+        for name in reversed(turned_off):
+            gdb.execute(f"set {name} on", to_string=True)
 
 
 def _evaluate(expr: str) -> int:
-    """An address argument, as gdb evaluates it, without ever calling target code."""
-    before = gdb.parameter("may-call-functions")
-    gdb.execute("set may-call-functions off", to_string=True)
-    try:
-        v = gdb.parse_and_eval(expr)
-    finally:
-        gdb.execute(f"set may-call-functions {'on' if before else 'off'}", to_string=True)
-    if v.type.strip_typedefs().code == gdb.TYPE_CODE_ARRAY:
-        v = v.address
-    return int(v) & ((1 << (8 * v.type.sizeof)) - 1) if v.type.sizeof in (4, 8) else int(v)
+    """An address argument, as gdb evaluates it, never writing to the target nor calling
+    its code.  A negative value is two's complement at the pointer size, as in every
+    host (``ptchunk -1`` is 0xffffffffffffffff on x86_64)."""
+    op = write_operator(expr)
+    if op is not None:
+        raise UsageError(write_refusal(expr, op))
+    with _read_only():
+        try:
+            v = gdb.parse_and_eval(expr)
+            if v.type.strip_typedefs().code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_FUNC):
+                v = v.address
+            n = int(v)
+        except gdb.error as e:
+            refusal = guard_refusal(expr, str(e))
+            if refusal:
+                raise UsageError(refusal) from None
+            raise
+    return n & ((1 << (8 * gdb.lookup_type("void").pointer().sizeof)) - 1)
 
 
 def _color() -> bool:
@@ -68,10 +106,10 @@ def _make(name: str):
 
     def invoke(self, arg: str, from_tty: bool) -> None:
         res = run_command(SESSION, name, arg, color=_color(), sink=gdb.write)
+        if res.output:  # with --json, an error's one JSON document too
+            gdb.write(res.output)
         if res.error:
             raise gdb.GdbError(res.error)
-        if res.output:
-            gdb.write(res.output)
 
     doc = cmd.summary + "\n\n" + cmd.parser.format_help()
     cls = type(f"Gdb_{name}", (gdb.Command,), {"__doc__": doc, "invoke": invoke})
