@@ -31,7 +31,7 @@ from multiheap.elffile import (
     inspect_core,
     read_elf,
 )
-from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError
+from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError, UsageError
 from multiheap.target import Module, Region, Thread, TypeLayout
 
 SMALL_READ = 0x4000  # up to this many bytes: hex through MI; above: dump to a file
@@ -67,7 +67,8 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 class MiProcess:
     """One gdb in MI mode and a token-matched request loop over its pipes."""
 
-    def __init__(self, gdb: str = "gdb", init: tuple[str, ...] = ()) -> None:
+    def __init__(self, gdb: str = "gdb", init: tuple[str, ...] = (),
+                 pass_fds: tuple[int, ...] = ()) -> None:
         path = shutil.which(gdb)
         if path is None:
             raise BadInputError(f"{gdb} is not installed (run scripts/setup.sh, or "
@@ -79,7 +80,7 @@ class MiProcess:
             args += ["-iex", c]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=_die_with_parent, pass_fds=pass_fds)
         self._fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
         self._buf = bytearray()
         self._token = 0
@@ -223,6 +224,7 @@ class GdbMiTarget:
         self._core_fd: Optional[int] = None
         self._core_segments: list[tuple[int, int, int]] = []  # (vaddr, filesz, offset)
         self._closed = False
+        self.guarded = False  # gdb refuses writes to memory and registers (forbid_writes)
 
     def use_core_file(self, path: str) -> None:
         """Let bulk reads come from the core file itself (sorted PT_LOAD segments)."""
@@ -381,21 +383,66 @@ class GdbMiTarget:
         return gdbtext.ptype_layout(name, text)
 
     def evaluate(self, expr: str) -> int:
-        """An address expression as gdb reads it (``ptchunk $rax``, ``demo_ptrs[3]``)."""
+        """An address expression as gdb reads it (``ptchunk $rax``, ``demo_ptrs[3]``),
+        with gdb's guards against writes and calls on (:func:`forbid_writes`); an
+        assignment or increment is refused before gdb sees it.  A negative value is two's
+        complement at the pointer size, as in every host."""
+        bits = 8 * self.pointer_size
         try:
-            return int(expr, 0)
+            return int(expr, 0) & ((1 << bits) - 1)
         except ValueError:
             pass
-        bits = 8 * self.pointer_size
+        op = gdbtext.write_operator(expr)
+        if op is not None:
+            raise UsageError(gdbtext.write_refusal(expr, op))
+        if not self.guarded:
+            raise UsageError(f"cannot evaluate {expr[:60]!r}: gdb would not forbid writes "
+                             "to the target, so only numbers are taken as addresses")
         try:
             v = gdbtext.parse_value(self._eval(expr), bits)
             if v is None:  # an array or struct: its address
                 v = gdbtext.parse_value(self._eval(f"&({expr})"), bits)
         except GdbMiError as e:
+            refusal = gdbtext.guard_refusal(expr, str(e))
+            if refusal:
+                raise UsageError(refusal) from None
             raise MultiheapError(str(e)) from None
         if v is None:
             raise MultiheapError(f"{expr} is not a number or an address")
         return v
+
+    def forbid_writes(self) -> None:
+        """Turn gdb's ``may-write-memory`` and ``may-write-registers`` off for the rest of
+        the session: this gdb only reads (a detach or kill at the end writes neither).
+
+        gdb 13 will not change ``may-write-registers`` while a process is live ("Cannot
+        change this setting while the inferior is running"; it checks only the current
+        inferior), so that one is set from an empty inferior added for the purpose and
+        removed again; the selected thread is restored.  Until both are off,
+        :meth:`evaluate` takes only numbers.
+        """
+        for name in ("may-write-memory", "may-write-registers"):
+            try:
+                self.mi.console(f"set {name} off")
+            except GdbMiError:
+                self._from_empty_inferior(f"set {name} off")
+        self.guarded = all(" is off" in self.mi.console(f"show {name}")
+                           for name in ("may-write-memory", "may-write-registers"))
+
+    def _from_empty_inferior(self, command: str) -> None:
+        payload, _ = self.mi.request("-thread-info")
+        current = payload.get("current-thread-id")
+        payload, _ = self.mi.request("-add-inferior --no-connection")
+        empty = payload.get("inferior", "")
+        try:
+            self.mi.request(f"-interpreter-exec --thread-group {empty} console "
+                            f"{mi_quote(command)}")
+        except GdbMiError:
+            pass  # forbid_writes() then finds the setting still on
+        finally:
+            if current:
+                self.mi.request(f"-thread-select {current}")
+            self.mi.request(f"-remove-inferior {empty}")
 
     # threads --------------------------------------------------------------------------
     def threads(self) -> list[Thread]:
@@ -501,7 +548,12 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
             raise BadInputError(f"program {argv[0]} not found")
         exe, run_args = os.path.abspath(prog), argv[1:]
 
-    mi = MiProcess(gdb)
+    stdio = _our_stdio() if run is not None else ()
+    try:
+        mi = MiProcess(gdb, pass_fds=stdio)
+    finally:
+        for fd in stdio:  # gdb holds its own copies, for the program
+            os.close(fd)
     target = GdbMiTarget(mi, "core" if core else "attach" if pid is not None else "run")
     try:
         mi.request("-gdb-set mi-async on")
@@ -529,9 +581,11 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
                     mi.request(f"-break-insert {mi_quote(brk)}")
                 except GdbMiError as e:
                     raise BadInputError(f"--break {brk}: {_first_line(e)}") from None
-            # the program's stdin is /dev/null and its output goes to our stderr, so
-            # neither can mix with the MI stream
-            args = "</dev/null 1>&2 " + " ".join(shlex.quote(a) for a in run_args)
+            # the program's stdin, stdout and stderr are ours (gdb's own are the MI pipes):
+            # gdb's shell starts it with the copies gdb inherited, then closes them
+            i, o, e = stdio
+            args = f"<&{i} >&{o} 2>&{e} {i}<&- {o}>&- {e}>&- " \
+                + " ".join(shlex.quote(a) for a in run_args)
             mi.request(f"-exec-arguments {args}")
             mi.request("-exec-run")
             stop = mi.wait_stopped(None)
@@ -539,10 +593,23 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
                 code = stop.get("exit-code") or (mi.exited or {}).get("exit-code") or "0"
                 raise BadInputError(f"{run} exited (status {int(code, 8)}) before it "
                                     "stopped" + (f" at {brk}" if brk else ""))
+        target.forbid_writes()
         return target
     except BaseException:
         target.close()
         raise
+
+
+def _our_stdio() -> tuple[int, int, int]:
+    """Copies of our stdin, stdout and stderr (/dev/null for one that is closed), for
+    gdb to hand to the program it starts."""
+    out = []
+    for fd in (0, 1, 2):
+        try:
+            out.append(os.dup(fd))
+        except OSError:
+            out.append(os.open(os.devnull, os.O_RDWR))
+    return out[0], out[1], out[2]
 
 
 def _add_debug_dirs(mi: MiProcess, dirs: Sequence[str]) -> None:
