@@ -76,4 +76,5 @@ class ImageTarget:
 
 @hookimpl
 def multiheap_adapters() -> list[AdapterInfo]:
-    return [AdapterInfo("image", "a memory image in Python (tests, scripts)", ImageTarget)]
+    return [AdapterInfo("image", "a memory image in Python (tests, scripts)", ImageTarget,
+                        host="python")]

@@ -13,7 +13,6 @@ diagnostics always go to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -45,13 +44,21 @@ def _init(args: argparse.Namespace) -> int:
     if not args.install:
         sys.stdout.write(text)
         return 0
-    path = os.path.expanduser(rc)
+    home = os.environ.get("HOME", "")
+    if not home or not os.path.isdir(home):
+        what = "not set" if not home else f"{home[:80]!r}, not a directory"
+        raise UsageExit(f"cannot install: HOME is {what}"
+                        f" (print the lines with `multiheap init {args.host}` and add them to "
+                        f"{rc} yourself)")
+    path = os.path.join(home, rc.removeprefix("~/"))
     try:
         existing = ""
         if os.path.exists(path):
             with open(path) as f:
                 existing = f.read()
-        if all(line in existing for line in lines):
+        active = {ln.strip() for ln in existing.splitlines()
+                  if ln.strip() and not ln.lstrip().startswith("#")}
+        if all(line.strip() in active for line in lines):
             print(f"multiheap: {rc} already loads multiheap", file=sys.stderr)
             return 0
         with open(path, "a") as f:
@@ -125,13 +132,28 @@ def _raise_exit(signum, _frame) -> NoReturn:
     raise SystemExit(128 + signum)
 
 
-def _open(args: argparse.Namespace):
+def _backend(name: str):
+    """The adapter the shell can start for ``--backend NAME``, or a usage error."""
     from multiheap import registry
 
-    info = registry.adapter(args.backend)
+    known = registry.adapters()
+    shell = sorted(n for n, i in known.items() if i.host is None)
+    info = known.get(name)
+    if info is None:
+        raise UsageExit(f"unknown backend {name[:80]!r} (backends: "
+                        + ", ".join(shell) + ")")
+    if info.host == "python":
+        raise UsageExit(f"backend {name!r} is a memory image built in Python (for "
+                        "tests and scripts), not a debugger (backends: " + ", ".join(shell)
+                        + ")")
     if info.host is not None:
-        raise UsageExit(f"backend {args.backend!r} runs inside {info.host}, not from the "
+        raise UsageExit(f"backend {name!r} runs inside {info.host}, not from the "
                         "shell (use: multiheap init " + info.host + ")")
+    return info
+
+
+def _open(args: argparse.Namespace):
+    info = _backend(args.backend)
     return info.open(core=args.core, exe=args.exe, pid=args.pid, run=args.run, brk=args.brk,
                      debug_dirs=args.debug_dirs)
 
@@ -142,14 +164,12 @@ def run_one(session, name: str, argv: list[str]) -> int:
 
     color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     res = run_command(session, name, argv, color=color, sink=sys.stdout.write)
-    if res.error:
-        if res.json:
-            sys.stdout.write(json.dumps({"command": name, "error": res.error}) + "\n")
-        print(f"multiheap: {res.error}", file=sys.stderr)
-        return res.status or 2
-    if res.output:
+    if res.output:  # with --json, also an error's one JSON document
         sys.stdout.write(str(res.output))
     sys.stdout.flush()
+    if res.error:
+        print(f"multiheap: {res.error}", file=sys.stderr)
+        return res.status or 2
     return 0
 
 
@@ -157,11 +177,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return _main(argv)
-    except UsageExit as e:
-        print(f"multiheap: {e}", file=sys.stderr)
-        return 2
-    except MultiheapError as e:
-        print(f"multiheap: {e}", file=sys.stderr)
+    except (UsageExit, MultiheapError) as e:
+        _fail(argv, str(e))
         return 2
     except KeyboardInterrupt:
         print("multiheap: interrupted", file=sys.stderr)
@@ -174,6 +191,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
 
 
+def _fail(argv: list[str], error: str) -> None:
+    """One line on stderr; with ``--json`` also the one JSON document on stdout."""
+    from multiheap.commands.base import error_document
+
+    error = " ".join(error.split())
+    if "--json" in argv:
+        name = next((a for a in argv if a.startswith("pt")), None)
+        sys.stdout.write(error_document(name, error))
+        sys.stdout.flush()
+    print(f"multiheap: {error}", file=sys.stderr)
+
+
 def _main(argv: list[str]) -> int:
     if argv and argv[0] in ACTIONS:
         args = action_parser().parse_args(argv)
@@ -183,6 +212,7 @@ def _main(argv: list[str]) -> int:
         parser.print_help(sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    _backend(args.backend)
     if args.core is None and args.pid is None and args.run is None:
         raise UsageExit("give a target: --core CORE, --pid PID or --run 'PROG ARGS'")
     if args.exe and args.core is None:

@@ -27,7 +27,7 @@ class AdapterInfo:
     name: str
     description: str
     open: Callable[..., object]
-    host: Optional[str] = None  # the debugger this adapter runs inside, if any
+    host: Optional[str] = None  # the debugger it runs inside; "python": a script's image
 
 
 @hookspec

@@ -315,7 +315,8 @@ def test_bad_usage_and_missing_gdb(basic):
     assert "give a target" in _bad("ptstats")
     assert "unknown command" in _bad("--core", str(core), "ptnothing")
     assert "--break goes with --run" in _bad("--core", str(core), "--break", "main", "ptstats")
-    assert "no adapter" in _bad("--backend", "nosuch", "--core", str(core), "ptstats")
+    assert "unknown backend 'nosuch' (backends: gdb-mi, lldb, r2)" in _bad(
+        "--backend", "nosuch", "--core", str(core), "ptstats")
     assert "gdb is not installed" in _bad("--core", str(core), "ptstats", env_path="/nonexistent")
     assert "exited" in _bad("--run", "true")
     assert "not found" in _bad("--run", "/nonexistent/prog")

@@ -164,7 +164,7 @@ def test_live_arenas_match_malloc_info(r2_live):
 def test_bad_input_is_one_clear_line(r2_live):
     out, _ = r2_live
     for cmd, words in (("ptchunk 0x10", "0x10"), ("ptchunk nosuch+", "nosuch"),
-                       ("ptbin -i x", "invalid")):
+                       ("ptbin -i x", "not a whole number")):
         lines = [ln for ln in out[cmd].splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith(cmd.split()[0] + ":"), out[cmd]
         assert words in lines[0]

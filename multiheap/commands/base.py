@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shlex
 import traceback
 from dataclasses import dataclass
@@ -21,7 +23,15 @@ class HelpRequested(Exception):
 
 
 class CommandParser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting (a debugger must not exit)."""
+    """argparse that raises instead of exiting (a debugger must not exit).
+
+    A value that looks like a negative number (``-1``, ``-0x48``) is a value, not an
+    option: ``--tcache-offset -0x48`` means ``--tcache-offset=-0x48``.
+    """
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self._negative_number_matcher = re.compile(r"^-(0[xX][0-9a-fA-F]+|\d+)$")
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see: {self.prog} -h)")
@@ -72,15 +82,61 @@ def command(name: str, summary: str, needs_heap: bool = True):
     return wrap
 
 
-def address(session: Session, text: str) -> int:
-    """Evaluate an address argument with the host's expression evaluator."""
+MAX_COUNT = 1 << 32
+
+
+def count(text: str) -> int:
+    """An argparse type for ``-c N``: a whole number a walk can take (0 to 2**32)."""
     try:
-        return session.evaluate(text)
+        n = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {quote(text)}") from None
+    if not 0 <= n <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{quote(text)} is out of range (0 to {MAX_COUNT})")
+    return n
+
+
+def small_int(text: str) -> int:
+    """An argparse type for indexes and thread numbers: an int of at most 64 bits."""
+    try:
+        n = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {quote(text)}") from None
+    if abs(n) >= 1 << 64:
+        raise argparse.ArgumentTypeError(f"{quote(text)} is out of range")
+    return n
+
+
+def quote(text: str, limit: int = 80) -> str:
+    """``repr`` of a user's argument, cut to about ``limit`` characters."""
+    r = repr(text)
+    return r if len(r) <= limit else r[:limit - 4] + "...'"
+
+
+def address(session: Session, text: str) -> int:
+    """Evaluate an address argument with the host's expression evaluator.
+
+    A negative value means the same in every host: two's complement at the target's
+    pointer size (``ptchunk -1`` is 0xffffffffffffffff on x86_64).
+    """
+    try:
+        value = session.evaluate(text)
     except MultiheapError:
         raise
     except Exception as e:  # host evaluators raise their own types
-        raise UsageError(f"cannot evaluate {text!r}: {str(e).splitlines()[0] if str(e) else e}"
-                         ) from None
+        raise UsageError(f"cannot evaluate {quote(text)}: "
+                         f"{str(e).splitlines()[0] if str(e) else e}") from None
+    bits = 8 * session.target.pointer_size
+    if not -(1 << bits) < value < 1 << bits:
+        raise UsageError(f"{quote(text)} is not an address: it needs more than {bits} bits")
+    return value & ((1 << bits) - 1)
+
+
+def offset(session: Session, text: str) -> int:
+    """A signed offset argument (``--tcache-offset -0x48``), evaluated as an address."""
+    bits = 8 * session.target.pointer_size
+    value = address(session, text)
+    return value - (1 << bits) if value >> (bits - 1) else value
 
 
 @dataclass
@@ -102,19 +158,23 @@ def run_command(session: Session, name: str, argv: list[str] | str, *,
     builder streams its output there in pieces instead of returning it.
     """
     if isinstance(argv, str):
+        wants_json = "--json" in argv.split()
         try:
             argv = shlex.split(argv)
         except ValueError as e:
-            return Result(error=f"{name}: {e}", status=2)
+            return _failed(name, f"{name}: {e}", 2, wants_json)
+    wants_json = fmt == "json" or "--json" in argv
     cmd = COMMANDS.get(name)
     if cmd is None:
-        return Result(error=f"unknown command {name!r} (try pthelp)", status=2)
+        return _failed(name, f"unknown command {quote(name)} (try pthelp)", 2, wants_json)
     try:
         args = cmd.parser.parse_args(argv)
     except HelpRequested as h:
+        if wants_json:
+            return Result(output=_json_doc({"command": name, "help": str(h)}), json=True)
         return Result(output=str(h))
     except MultiheapError as e:
-        return Result(error=_one_line(e), status=2)
+        return _failed(name, _one_line(e), 2, wants_json)
     if args.json:
         fmt = "json"
     tagger = session.meta.tagger(session.target.pointer_size) if session.meta.tags else None
@@ -128,25 +188,43 @@ def run_command(session: Session, name: str, argv: list[str] | str, *,
     try:
         cmd.run(session, args, out)
     except MultiheapError as e:
-        return Result(error=f"{name}: {_one_line(e)}", status=2, json=fmt == "json")
+        return _failed(name, f"{name}: {_one_line(e)}", 2, fmt == "json")
     except Exception as e:  # never a traceback in the host
         if os.environ.get("MULTIHEAP_DEBUG"):
             traceback.print_exc()
-        msg = str(e).splitlines()[0] if str(e) else ""
-        return Result(error=f"{name}: internal error: {type(e).__name__}: {msg} "
-                            "(MULTIHEAP_DEBUG=1 shows the traceback)",
-                      status=1, json=fmt == "json")
+        msg = _one_line(e)
+        return _failed(name, f"{name}: internal error: {type(e).__name__}: {msg} "
+                             "(MULTIHEAP_DEBUG=1 shows the traceback)", 1, fmt == "json")
     return Result(output=out.render(), json=fmt == "json")
+
+
+def _json_doc(data: dict) -> str:
+    return json.dumps(data, separators=(",", ":")) + "\n"
+
+
+def error_document(name: Optional[str], error: str) -> str:
+    """The one JSON document of a failed ``--json`` command."""
+    return _json_doc({"command": name, "error": _short(error)})
+
+
+def _failed(name: str, error: str, status: int, as_json: bool) -> Result:
+    """An error; with ``--json`` its output is also the one JSON document."""
+    error = _short(error)
+    out = error_document(name, error) if as_json else ""
+    return Result(output=out, error=error, status=status, json=as_json)
+
+
+MAX_ERROR = 300
+
+
+def _short(line: str) -> str:
+    """An error line that quotes a huge argument stays readable: long words are cut
+    to 80 characters and the whole line to about 300."""
+    words = [w if len(w) <= 80 else w[:76] + "..." + w[-1] for w in line.split(" ")]
+    line = " ".join(words)
+    return line if len(line) <= MAX_ERROR else line[:MAX_ERROR - 3] + "..."
 
 
 def _one_line(e: Exception) -> str:
     """An error as one tidy line (host messages may carry newlines or trailing blanks)."""
     return " ".join(str(e).split())
-
-
-def split_command_line(line: str) -> tuple[str, list[str]]:
-    """``"ptchunk 0x10 -c 2"`` -> ("ptchunk", ["0x10", "-c", "2"])."""
-    parts = shlex.split(line)
-    if not parts:
-        raise UsageError("empty command")
-    return parts[0], parts[1:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from multiheap.commands.base import address, command
+from multiheap.commands.base import address, command, small_int
 from multiheap.errors import UsageError
 from multiheap.glibc import format_version
 from multiheap.heap import Heap
@@ -127,9 +127,19 @@ def emit_tcache(heap: Heap, tc: Tcache, out) -> None:
         emit_chunks(fl, out, mem_offset=2 * heap.sz)
         out.end()
     out.end_list()
-    if not tc.addr:
-        out.note(f"thread {t.num}: tcache {tc.how}")
+    mine = [(m, d) for m, d in heap.tcache_notes() if d["thread"] == t.num]
+    for msg, data in mine:
+        out.note(msg, **data)
+    if not mine and tc.addr == 0:
+        out.note(f"thread {t.num}: no tcache yet (its pointer is NULL; {tc.how})")
     out.end()
+
+
+def emit_tcache_notes(heap: Heap, out) -> None:
+    """A note for each thread whose tcache could not be read (its chunks look in use)."""
+    if heap.p.has_tcache:
+        for msg, data in heap.tcache_notes():
+            out.note(msg, **data)
 
 
 def _count_mismatch(heap: Heap, fl: FreeList) -> bool:
@@ -159,7 +169,7 @@ class PtBin:
     @staticmethod
     def args(p):
         p.add_argument("-a", "--arena", metavar="ADDR", help="arena (default: all)")
-        p.add_argument("-i", "--index", type=int, help="only bin IDX (1 = unsorted)")
+        p.add_argument("-i", "--index", type=small_int, help="only bin IDX (1 = unsorted)")
         p.add_argument("-b", "--size", metavar="SIZE", help="only the bin for chunk SIZE")
         p.add_argument("--all", action="store_true", help="show empty bins too")
 
@@ -198,7 +208,7 @@ class PtTcache:
 
     @staticmethod
     def args(p):
-        p.add_argument("-t", "--thread", type=int, help="only this thread (number or tid)")
+        p.add_argument("-t", "--thread", type=small_int, help="only this thread (number or tid)")
 
     @staticmethod
     def run(session, args, out):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 
 from multiheap.builders import Column
-from multiheap.commands.base import address, command
+from multiheap.commands.base import address, command, count
+from multiheap.commands.bins import emit_tcache_notes
 from multiheap.errors import TargetMemoryError, UsageError
 from multiheap.heap import Heap
 from multiheap.heaptypes import IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, Chunk, Stop
@@ -77,7 +78,7 @@ class PtChunk:
     @staticmethod
     def args(p):
         p.add_argument("addrs", nargs="+", metavar="ADDR", help="chunk address (expression)")
-        p.add_argument("-c", "--count", type=int, default=1, help="chunks to show from ADDR")
+        p.add_argument("-c", "--count", type=count, default=1, help="chunks to show from ADDR")
         p.add_argument("-x", "--hexdump", action="store_true", help="hexdump the user data")
         p.add_argument("-v", "--verbose", action="store_true", help="all header fields")
         p.add_argument("-m", "--mem", action="store_true",
@@ -89,6 +90,7 @@ class PtChunk:
         if args.count < 1:
             raise UsageError("-c must be at least 1")
         out.begin_list("chunks")
+        noted = False
         for text in args.addrs:
             addr = address(session, text)
             if args.mem:
@@ -111,6 +113,9 @@ class PtChunk:
                     out.note(f"{addr:#x} is in no arena's heap: its state is a guess",
                              addr=addr)
                 state = emit_chunk(heap, c, out, args.hexdump, args.verbose)
+                if state == "inuse" and not noted:  # it may be in a tcache not found
+                    noted = True
+                    emit_tcache_notes(heap, out)
                 if i + 1 < args.count:
                     if state == "top" or c.size < heap.p.minsize:
                         out.note(f"stopped at {addr:#x}: "
@@ -128,7 +133,7 @@ class PtList:
     @staticmethod
     def args(p):
         p.add_argument("arena", nargs="?", metavar="ARENA", help="arena address")
-        p.add_argument("-c", "--count", type=int, default=None, help="at most N chunks")
+        p.add_argument("-c", "--count", type=count, default=None, help="at most N chunks")
         p.add_argument("--mmapped", action="store_true",
                        help="list the mmapped chunks instead")
 
@@ -143,6 +148,9 @@ class PtList:
             rows = [(a, s, flags, "mmapped") for a, s, _ in heap.mmapped_chunks()]
             out.field("count", len(rows))
             out.table("chunks", cols, rows)
+            why = heap.mmapped_note()
+            if why:
+                out.note(why)
             return
         arena = heap.arena_at(address(session, args.arena)) if args.arena else heap.arenas()[0]
         stops: list[Stop] = []
@@ -153,6 +161,7 @@ class PtList:
         if args.count is not None:
             walk = itertools.islice(walk, max(0, args.count))
         out.field("count", out.table("chunks", cols, walk))
+        emit_tcache_notes(heap, out)
         for st in arena.stops:  # the arena's own structure (its heaps) is damaged
             out.note(st.message(f"arena {arena.addr:#x}"), **st.as_dict())
         for st in stops:

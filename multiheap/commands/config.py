@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from multiheap import glibc
-from multiheap.commands.base import address, command
+from multiheap.commands.base import address, command, offset
 from multiheap.errors import MultiheapError, UsageError
 from multiheap.locate import Overrides
 
@@ -46,14 +46,16 @@ class PtConfig:
             if args.mp:
                 ov.mp = address(session, args.mp)
             if args.tcache_offset:
-                ov.tcache_offset = address(session, args.tcache_offset)
+                ov.tcache_offset = offset(session, args.tcache_offset)
         except (ValueError, MultiheapError) as e:
             session.overrides = before
             raise UsageError(str(e)) from None
         session.invalidate()
         if any((args.glibc, args.main_arena, args.mp, args.tcache_offset)):
             try:  # an override that makes no sense is refused, not kept
-                session.heap()
+                heap = session.heap()
+                heap.arenas()  # main_arena and mp_ are read here, not in heap()
+                _ = heap.mp  # and mp_ (a property)
             except MultiheapError as e:
                 session.overrides = before
                 session.invalidate()
