@@ -215,6 +215,36 @@ class FreeLists:
                 return None, f"thread pointer {tp:#x}{offset:+#x} is unreadable"
         return None, f"not found (no debug info for the TLS variable tcache; {how})"
 
+    def tcache_missing(self) -> list[tuple[Tcache, str]]:
+        """Threads whose tcache could not be read, with why: (tcache, reason).
+
+        Its free chunks are then counted as in use (no list names them); every command
+        whose answer depends on it says so in a note (:meth:`tcache_notes`).  A NULL
+        pointer is not missing: that thread has no tcache yet.
+        """
+        if self.L_tcache is None:
+            return []
+        out = []
+        for tc in self.tcache_heads():
+            if tc.addr is None:
+                out.append((tc, tc.how))
+            elif tc.addr and self._tcache_fields(tc) is None:
+                out.append((tc, f"its struct at {tc.addr:#x} is unreadable "
+                                f"({tc.how.removesuffix('; struct unreadable')})"))
+        return out
+
+    def tcache_notes(self) -> list[tuple[str, dict]]:
+        """(message, JSON fields) for each thread whose tcache is missing."""
+        out = []
+        for tc, why in self.tcache_missing():
+            t = tc.thread
+            why = why.removeprefix("not found ").removeprefix("(").removesuffix(")") \
+                if why.startswith("not found (") else why
+            out.append((f"thread {t.num} (tid {t.tid}): tcache not found: {why}; the "
+                        "chunks in it are counted as in use",
+                        {"thread": t.num, "tid": t.tid, "tcache": "not found"}))
+        return out
+
     def _tcache_fields(self, tc: Tcache) -> Optional[dict]:
         assert self.L_tcache is not None and tc.addr is not None
         if tc.addr not in self._tc_struct:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multiheap.builders import Column
 from multiheap.commands.base import command
-from multiheap.commands.bins import chunks_text
+from multiheap.commands.bins import chunks_text, emit_tcache_notes
 from multiheap.heaptypes import Stop
 from multiheap.stats import MALLINFO2_FIELDS, arena_stats, mallinfo2
 
@@ -44,6 +44,11 @@ class PtStats:
                     out.item(f"{k}: {chunks_text(n)}, {{bytes:#x}} bytes",
                              bytes=totals[f"{k}_bytes"])
             out.end()
+        if not args.no_walk:
+            emit_tcache_notes(heap, out)  # first: the in-use figures depend on it
+            why = heap.mmapped_note()
+            if why:
+                out.note(why)
         mmapped = heap.mp["n_mmaps"], heap.mp["mmapped_mem"]
         out.begin("mmapped")
         out.item(f"mmapped: {chunks_text(mmapped[0])}, {{bytes:#x}} bytes",
@@ -63,4 +68,9 @@ class PtStats:
             for fl in heap.bins(a) + heap.fastbins(a):
                 if fl.stop is not None:
                     out.note(fl.stop.message(f"arena {a.addr:#x} {fl.kind} bin {fl.index}"),
+                             **fl.stop.as_dict())
+        for tc in heap.tcaches() if not args.no_walk else []:
+            for fl in tc.bins:
+                if fl.stop is not None:
+                    out.note(fl.stop.message(f"thread {tc.thread.num} tcache bin {fl.index}"),
                              **fl.stop.as_dict())
