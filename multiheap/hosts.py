@@ -41,10 +41,22 @@ def init_lines(host: str) -> tuple[str, list[str]]:
 
 
 def r2_aliases() -> list[str]:
-    """One r2 ``$alias`` per command, each running the r2 frontend through ``#!pipe``."""
+    """One r2 ``$alias`` per command, each running the r2 frontend through ``#!pipe``.
+
+    r2 appends the user's text to the alias and ``#!pipe`` gives the line to
+    ``/bin/sh -c``.  The leading ``'`` makes r2 run the expanded alias raw (no second
+    parse of ``;``, ``|``, backticks...); ``; exit #`` makes the user's text a shell
+    comment, which the frontend reads back as data (plugins/r2.py alias_arguments).
+    """
+    import shlex
+
     from multiheap.commands import COMMANDS
 
     py = os.path.join(venv_root(), "bin", "python")
     if not os.access(py, os.X_OK):
         py = sys.executable
-    return [f'"${name}=#!pipe {py} -m multiheap.plugins.r2 {name}"' for name in COMMANDS]
+    exe = shlex.quote(py)
+    if exe != py:  # r2 finds the program's text by its first word: keep that word plain
+        exe = f"env {exe}"
+    line = "\"${name}='#!pipe {exe} -m multiheap.plugins.r2 --alias {name}; exit #\""
+    return [line.format(name=name, exe=exe) for name in COMMANDS]
