@@ -4,8 +4,9 @@ lldb imports this file under the module name ``lldb``, that is, it runs it insid
 lldb's own module.  So the file does two jobs: loaded that way it only bootstraps
 (puts multiheap's virtualenv on ``sys.path``, restores lldb's module identity, imports
 itself again as ``multiheap.plugins.lldb``); imported under that name it defines the
-commands.  Address arguments are lldb expressions, evaluated without running any code
-in the target (no JIT, no function calls).
+commands.  Address arguments are C expressions (variables, members, elements, ``&``,
+``*``, casts, arithmetic, ``$registers``) read by multiheap.expr from lldb's look-ups:
+nothing is evaluated, allocated, written or run in the target.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ else:
     import lldb  # type: ignore[import-not-found]
 
     from multiheap.adapters.lldb import LldbTarget
+    from multiheap.adapters.lldb import evaluate as evaluate_address
     from multiheap.commands import COMMANDS, run_command
+    from multiheap.errors import NoTargetError
     from multiheap.session import Session
 
     _SESSIONS: dict[int, Session] = {}
@@ -78,58 +81,20 @@ else:
             _SESSIONS[key] = Session(LldbTarget(debugger))
         return _SESSIONS[key]
 
-    def _options():
-        opts = lldb.SBExpressionOptions()
-        opts.SetAllowJIT(False)  # the IR interpreter only: no code runs in the target
-        opts.SetIgnoreBreakpoints(True)
-        opts.SetTryAllThreads(False)
-        opts.SetStopOthers(True)
-        opts.SetUnwindOnError(True)
-        opts.SetTimeoutInMicroSeconds(2_000_000)
-        opts.SetFetchDynamicValue(lldb.eNoDynamicValues)
-        opts.SetSuppressPersistentResult(True)
-        return opts
-
-    def _expression_error(text: str) -> str:
-        """lldb's several-line expression error as one line."""
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        errors = [ln for ln in lines if ln.startswith("error:")]
-        msg = (errors or lines or ["invalid expression"])[0].removeprefix("error:").strip()
-        if "<user expression" in msg:
-            msg = msg.split(": ", 1)[-1]
-        if "Interpreter doesn't handle" in msg or "without a running target" in msg:
-            msg = "needs code to run in the target (function calls are not allowed)"
-        return msg
-
     def evaluate(debugger, exe_ctx, text: str) -> int:
-        """An lldb expression as an address (``$rsp+8``, ``&var``, ``ptr->next``)."""
-        try:
-            return int(text, 0)
-        except ValueError:
-            pass
+        """An address argument (``$rsp+8``, ``&var``, ``ptr->next``, ``(char *)a[1]+16``),
+        read by multiheap's own expression reader from lldb's variables, registers and
+        types.  lldb's expression evaluator is never used: even without JIT it maps
+        memory into the target and writes there.  Assignments, ``++``/``--`` and calls
+        are refused with one line, before anything is looked up."""
         target = debugger.GetSelectedTarget()
+        if not target or not target.IsValid():
+            raise NoTargetError("no target (file PROG, then run, attach or load a core)")
         frame = exe_ctx.GetFrame() if exe_ctx is not None else None
         if frame is None or not frame.IsValid():
             thread = target.GetProcess().GetSelectedThread()
             frame = thread.GetSelectedFrame() if thread.IsValid() else None
-        if frame is not None and frame.IsValid():
-            v = frame.EvaluateExpression(text, _options())
-        else:
-            v = target.EvaluateExpression(text, _options())
-        err = v.GetError()
-        if not v.IsValid() or err.Fail():
-            raise ValueError(_expression_error(err.GetCString() or ""))
-        ty = v.GetType().GetCanonicalType()
-        if ty.IsArrayType() or ty.GetTypeClass() == lldb.eTypeClassFunction:
-            addr = v.GetLoadAddress()
-            if addr == lldb.LLDB_INVALID_ADDRESS:
-                raise ValueError("has no address")
-            return addr
-        if not (ty.IsPointerType() or ty.GetTypeFlags() & (lldb.eTypeIsScalar |
-                                                           lldb.eTypeIsEnumeration)):
-            raise ValueError(f"is a {v.GetTypeName()}, not an address")
-        mask = (1 << (8 * target.GetAddressByteSize())) - 1
-        return v.GetValueAsUnsigned() & mask
+        return evaluate_address(target, frame, text)
 
     class _PtCommand:
         """An lldb command object for one multiheap command (``command script add -c``)."""
@@ -151,12 +116,12 @@ else:
             session.evaluate = lambda text: evaluate(debugger, exe_ctx, text)
             res = run_command(session, self.name, command or "",
                               color=bool(debugger.GetUseColor()))
+            if res.output:  # with --json, an error's one JSON document too
+                result.Print(str(res.output))
             if res.error:
                 result.SetError(" ".join(res.error.split("\n")))
                 result.SetStatus(lldb.eReturnStatusFailed)
                 return
-            if res.output:
-                result.Print(str(res.output))
             result.SetStatus(lldb.eReturnStatusSuccessFinishResult)
 
     def register(debugger, internal_dict: Optional[dict] = None) -> None:
