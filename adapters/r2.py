@@ -431,34 +431,67 @@ def r2_program() -> str:
     raise NoTargetError("radare2 is not installed (run: bash scripts/install/radare2.sh)")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the process that spawned it dies."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 class _SpawnLink:
-    """r2pipe's spawned r2, closed with the target (the program it started dies too)."""
+    """An r2 of our own (``-q0``: each answer ends with a NUL), dying with us.
+
+    r2pipe.open would do the same talking, but its r2 outlives a SIGKILLed CLI by many
+    seconds; ours gets PR_SET_PDEATHSIG.  (Under ``--pid`` r2 runs with
+    ``dbg.exitkills=false``: the kernel detaches the process it debugged, still running.)
+    """
 
     def __init__(self, path: str, flags: list[str]) -> None:
-        import r2pipe
+        import subprocess
 
-        home = os.path.dirname(r2_program())
-        # r2 writes terminal resets to stderr around every command; r2pipe gives no
-        # way to redirect the child's stderr, so it inherits /dev/null from us here
-        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
         try:
-            os.dup2(null, 2)
-            self.r2 = r2pipe.open(path, flags=flags, radare2home=home)
+            self.proc = subprocess.Popen(
+                [r2_program(), *flags, "-q0", path], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
+                preexec_fn=_die_with_parent, close_fds=True)
         except OSError as e:
             raise NoTargetError(f"cannot start radare2: {e}") from None
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(null)
+        self._pending = b""
+        self._read_answer()  # r2 -q0 says it is ready with a first NUL
+
+    def _read_answer(self) -> str:
+        assert self.proc.stdout is not None
+        data = self._pending
+        while b"\0" not in data:
+            chunk = self.proc.stdout.read(1 << 16)
+            if not chunk:
+                raise R2Error("radare2 exited")
+            data += chunk
+        answer, _, self._pending = data.partition(b"\0")
+        return answer.decode("utf-8", "replace")
 
     def cmd(self, command: str) -> str:
-        return self.r2.cmd(command)
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((command.strip().replace("\n", ";") + "\n").encode())
+        except OSError:
+            raise R2Error("radare2 exited") from None
+        return self._read_answer()
 
     def quit(self) -> None:
+        """Close r2's input and end it, as r2pipe does (``q!!`` can hang)."""
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                f.close()
+        self.proc.terminate()
         try:
-            self.r2.quit()
+            self.proc.wait(timeout=5)
         except Exception:
-            pass
+            self.proc.kill()
+            self.proc.wait()
 
 
 class SpawnedR2Target(R2Target):
