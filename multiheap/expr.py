@@ -275,7 +275,7 @@ class _Parser:
     def postfix(self, node: Node) -> Node:
         while True:
             if self.is_op("("):
-                raise _Refused("function calls are not evaluated "
+                raise _Refused("function calls are not allowed "
                                "(multiheap never runs code in the target)")
             if self.is_op("["):
                 self.take()
@@ -423,9 +423,10 @@ def evaluate(text: str, res: Resolver) -> int:
         n, _ = ev.number(v)
     except _Refused as e:
         sep = " " if str(e).startswith("would") else ": "
-        raise ExprError(f"{_show(text, 80)}{sep}{e}") from None
+        raise ExprError(f"{_show(text, 60)}{sep}{e}") from None
     except ExprError as e:
-        raise ExprError(f"cannot evaluate {_show(text, 80)}: {e}") from None
+        why = str(e) if len(str(e)) <= 100 else str(e)[:97] + "..."
+        raise ExprError(f"cannot evaluate {_show(text, 60)}: {why}") from None
     except RecursionError:
-        raise ExprError(f"cannot evaluate {_show(text, 80)}: too deeply nested") from None
+        raise ExprError(f"cannot evaluate {_show(text, 60)}: too deeply nested") from None
     return n & ev.mask
