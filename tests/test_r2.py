@@ -199,5 +199,6 @@ def test_init_r2_defines_every_command():
 
     text = init_file().read_text()
     for name in COMMANDS:
-        assert re.search(rf'^"\${name}=#!pipe \S+python\S* -m multiheap\.plugins\.r2 {name}"$',
-                         text, re.M), name
+        # raw alias ('), the user's text only a shell comment after "; exit #"
+        assert re.search(rf'^"\${name}=\'#!pipe \S+python\S* -m multiheap\.plugins\.r2 '
+                         rf'--alias {name}; exit #"$', text, re.M), name
