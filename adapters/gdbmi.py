@@ -385,16 +385,15 @@ class GdbMiTarget:
     def evaluate(self, expr: str) -> int:
         """An address expression as gdb reads it (``ptchunk $rax``, ``demo_ptrs[3]``),
         with gdb's guards against writes and calls on (:func:`forbid_writes`); an
-        assignment or increment is refused before gdb sees it.  A negative value is two's
-        complement at the pointer size, as in every host."""
-        bits = 8 * self.pointer_size
+        assignment or increment is refused before gdb sees it."""
         try:
-            return int(expr, 0) & ((1 << bits) - 1)
+            return int(expr, 0)  # the engine masks a negative one, refuses a huge one
         except ValueError:
             pass
         op = gdbtext.write_operator(expr)
         if op is not None:
-            raise UsageError(gdbtext.write_refusal(expr, op))
+            raise UsageError(gdbtext.write_refusal(expr))
+        bits = 8 * self.pointer_size
         if not self.guarded:
             raise UsageError(f"cannot evaluate {expr[:60]!r}: gdb would not forbid writes "
                              "to the target, so only numbers are taken as addresses")

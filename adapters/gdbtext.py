@@ -149,9 +149,10 @@ def _shown(expr: str, limit: int = 60) -> str:
     return repr(expr if len(expr) <= limit else expr[:limit - 3] + "...")
 
 
-def write_refusal(expr: str, op: str) -> str:
-    """The one line refusing an argument that assigns or increments (``op``)."""
-    return f"{_shown(expr)} would write ({op}): multiheap only reads the target"
+def write_refusal(expr: str) -> str:
+    """The one line refusing an argument that assigns or increments; the same
+    words as the lldb host's (multiheap/expr.py)."""
+    return f"{_shown(expr)} would write to the target (multiheap only reads)"
 
 
 def guard_refusal(expr: str, gdb_error: str) -> Optional[str]:
@@ -159,5 +160,5 @@ def guard_refusal(expr: str, gdb_error: str) -> Optional[str]:
     ``may-write-registers`` off), or None for any other error."""
     for what in ("memory", "registers"):
         if f"Writing to {what} is not allowed" in gdb_error:
-            return f"{_shown(expr)} would write to the target's {what}: multiheap only reads"
+            return f"{_shown(expr)} would write to the target's {what} (multiheap only reads)"
     return None

@@ -72,23 +72,23 @@ def _read_only() -> Iterator[None]:
 
 def _evaluate(expr: str) -> int:
     """An address argument, as gdb evaluates it, never writing to the target nor calling
-    its code.  A negative value is two's complement at the pointer size, as in every
-    host (``ptchunk -1`` is 0xffffffffffffffff on x86_64)."""
+    its code.  The value keeps its sign: the engine reads a negative one as two's
+    complement at the pointer size, as in every host (``ptchunk -1`` is all ones), where
+    masking to the C type's size would make it 0xffffffff."""
     op = write_operator(expr)
     if op is not None:
-        raise UsageError(write_refusal(expr, op))
+        raise UsageError(write_refusal(expr))
     with _read_only():
         try:
             v = gdb.parse_and_eval(expr)
             if v.type.strip_typedefs().code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_FUNC):
                 v = v.address
-            n = int(v)
+            return int(v)
         except gdb.error as e:
             refusal = guard_refusal(expr, str(e))
             if refusal:
                 raise UsageError(refusal) from None
             raise
-    return n & ((1 << (8 * gdb.lookup_type("void").pointer().sizeof)) - 1)
 
 
 def _color() -> bool:

@@ -235,7 +235,7 @@ def test_gdb_refusals_are_one_line(gdb_session):
     results = gdb_session["res"]["results"]
     _check_refusals(results)
     assert results["ptchunk nkeep=8"][1] == \
-        "ptchunk: 'nkeep=8' would write (=): multiheap only reads the target"
+        "ptchunk: 'nkeep=8' would write to the target (multiheap only reads)"
 
 
 def test_gdb_harmless_arguments_still_work(gdb_session):
@@ -332,7 +332,7 @@ def test_cli_refusals_are_one_line(cli_session):
     results = cli_session["results"]
     _check_refusals(results)
     assert results["ptchunk nkeep=8"][1] == \
-        "ptchunk: 'nkeep=8' would write (=): multiheap only reads the target"
+        "ptchunk: 'nkeep=8' would write to the target (multiheap only reads)"
 
 
 def test_cli_harmless_arguments_still_work(cli_session):
@@ -360,3 +360,15 @@ def test_run_program_uses_our_stdio():
     assert "talker read hello from the test\n" in p.stdout
     assert "talker stderr\n" in p.stderr
     assert p.stdout.index("talker read") < p.stdout.index("0 tags")  # then our output
+
+
+# -- the assignment check both gdb hosts share (no debugger needed) ------------------------
+@pytest.mark.parametrize("expr,op", [
+    ("nkeep=8", "="), ("a+=1", "+="), ("a<<=1", "<<="), ("a>>=1", ">>="), ("x:=3", ":="),
+    ("a++", "++"), ("--a", "--"), ("$foo=1", "="), ("a==b", None), ("a!=b", None),
+    ("a<=b", None), ("a>=b", None), ("p->next", None), ("a - -1", None), ('"x=1"', None),
+    ("'='", None), ('"a\\"=" + 1', None), ("&keep", None)])
+def test_write_operator(expr, op):
+    from multiheap.adapters.gdbtext import write_operator
+
+    assert write_operator(expr) == op
