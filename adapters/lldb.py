@@ -54,6 +54,7 @@ from multiheap import expr  # noqa: E402
 from multiheap.errors import NoTargetError, TargetMemoryError  # noqa: E402
 from multiheap.expr import ExprError  # noqa: E402
 from multiheap.memory import covered_until  # noqa: E402
+from multiheap.progio import ProgramStdio  # noqa: E402
 from multiheap.target import Module, Region, Thread, TypeLayout  # noqa: E402
 
 _TLS_SECTIONS = (".tbss", ".tdata", "PT_TLS")
@@ -420,6 +421,10 @@ class LldbTarget:
             self._mem_file.close()
             self._mem_file = None
         owned = getattr(self, "_owned", None)
+        stdio = getattr(self, "_stdio", None)
+        if stdio is not None:  # what the program wrote to a spool reaches the user
+            stdio.close()
+            self._stdio = None
         if owned is None:
             return
         t = self.debugger.GetSelectedTarget()
@@ -662,6 +667,24 @@ def add_debug_dirs(debugger, dirs: Sequence[str]) -> None:
         ci.HandleCommand(f"settings append target.debug-file-search-paths {quoted}", ret)
 
 
+def _wait_until_stopped(dbg, process) -> None:
+    """Pull the process's events until it stops or ends, a second at a time."""
+    listener, event = dbg.GetListener(), lldb.SBEvent()
+    done = (lldb.eStateStopped, lldb.eStateExited, lldb.eStateCrashed,
+            lldb.eStateDetached, lldb.eStateSuspended)
+    while True:
+        if not listener.WaitForEvent(1, event):
+            if process.GetState() in (lldb.eStateExited, lldb.eStateDetached):
+                return
+            continue
+        if not lldb.SBProcess.EventIsProcessEvent(event):
+            continue
+        state = lldb.SBProcess.GetStateFromEvent(event)
+        # a stop lldb resumes by itself (the loader's breakpoint) is not ours
+        if state in done and not lldb.SBProcess.GetRestartedFromEvent(event):
+            return
+
+
 def open_target(core: Optional[str] = None, exe: Optional[str] = None,
                 pid: Optional[int] = None, run: Optional[str] = None,
                 brk: Optional[str] = None, debug_dirs: Sequence[str] = (),
@@ -708,10 +731,25 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
         if brk:
             t.BreakpointCreateByName(brk)
         info = lldb.SBLaunchInfo(argv[1:])
+        stdio = ProgramStdio()  # the program's streams are the user's, not a pty of lldb's
+        for fd, path in stdio.paths.items():
+            info.AddOpenFileAction(fd, path, fd == 0, fd != 0)
+        info.SetEnvironmentEntries(stdio.environment(), False)  # lldb passes none itself
+        tgt._stdio = stdio  # type: ignore[attr-defined]
+        dbg.SetAsync(True)  # wait in short steps, so Ctrl-C and SIGTERM are heard
         p = t.Launch(info, err)
         if err.Fail() or not p.IsValid():
+            dbg.SetAsync(False)
+            stdio.close()
             fail(f"lldb cannot run {run!r}: {err.GetCString()}")
         tgt._owned = "launch"  # type: ignore[attr-defined]
+        try:
+            _wait_until_stopped(dbg, p)
+        except BaseException:
+            tgt.close()
+            raise
+        dbg.SetAsync(False)
+        stdio.flush()
         if p.GetState() == lldb.eStateExited:
             status = p.GetExitStatus()
             tgt.close()

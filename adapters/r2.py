@@ -20,6 +20,7 @@ from typing import Any, Optional, Protocol, Sequence
 
 from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError
 from multiheap.memory import covered_until
+from multiheap.progio import ProgramStdio
 from multiheap.target import Module, Region, Thread, TypeLayout
 
 SMALL_READ = 0x10000  # up to this: base64 through the pipe; above: wtf to a file
@@ -495,11 +496,18 @@ class _SpawnLink:
 
 
 class SpawnedR2Target(R2Target):
+    """An r2 we started; closing it ends r2 (and, under --run, the program)."""
+
+    stdio: Optional[ProgramStdio] = None
+
     def close(self) -> None:
         super().close()
         link = self.link
         if isinstance(link, _SpawnLink):
             link.quit()
+        if self.stdio is not None:  # what the program wrote to a spool reaches the user
+            self.stdio.close()
+            self.stdio = None
 
 
 def open_target(core: Optional[str] = None, exe: Optional[str] = None,
@@ -548,15 +556,24 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
         raise BadInputError(f"--run: {e}") from None
     if not argv or not os.path.isfile(argv[0]):
         raise BadInputError(f"program {argv[0] if argv else ''} not found")
-    # the program's output must not mix with r2pipe's answers on r2's stdout
-    link = _SpawnLink(" ".join(shlex.quote(a) for a in argv),
-                      flags + ["-R", "stdout=/dev/null", "-R", "stdin=/dev/null", "-d"])
+    # the program's streams are the user's (r2's own stdout carries its answers to us)
+    stdio = ProgramStdio()
+    redirect = [x for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr"))
+                for x in ("-R", f"{name}={stdio.paths[fd]}")]
+    redirect += ["-R", f"envfile={stdio.environment_file()}"]  # r2 -d passes none itself
+    try:
+        link = _SpawnLink(" ".join(shlex.quote(a) for a in argv), flags + redirect + ["-d"])
+    except BaseException:
+        stdio.close()
+        raise
     t = SpawnedR2Target(link)
-    try:  # t.cmd: r2pipe's own exceptions become one R2Error line
+    t.stdio = stdio
+    try:  # t.cmd: r2's failures become one R2Error line
         if brk:
             spot = brk if brk.startswith(("0x", "sym.")) or brk.isdigit() else f"sym.{brk}"
             t.cmd(f"db {spot}")
         t.cmd("dc")
+        stdio.flush()
         t._cache.clear()
         if t.state != "live":
             raise BadInputError(f"{argv[0]} exited before stopping")

@@ -199,3 +199,68 @@ def test_init_install_reads_only_active_lines_and_needs_a_home(tmp_path):
         assert p.returncode == 2 and len(p.stderr.splitlines()) == 1, p.stderr
         assert "cannot install: HOME is" in p.stderr
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("to_file", [False, True], ids=["pipe", "file"])
+def test_run_gives_the_program_our_stdio(backend, to_file, tmp_path):
+    """--run: the program reads our stdin and writes to our stdout and stderr (a pipe,
+    or a regular file: then its output comes before ours, nothing overwritten)."""
+    exe = build("talker")
+    tag = uuid.uuid4().hex
+    out_path = tmp_path / "out.txt"
+    with open(out_path, "w") as out_file:
+        p = subprocess.run([str(CLI), "--backend", backend, "--run", str(exe), "--break",
+                            "checkpoint", "ptstats", "--json"], input="hello\n",
+                           stdout=out_file if to_file else subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=180, env=cli_env(tag))
+    assert_gone(tag)
+    assert p.returncode == 0, p.stderr
+    out = out_path.read_text() if to_file else p.stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("talker stdout 0x") and lines[1] == "talker read hello", out
+    assert json.loads(lines[2])["command"] == "ptstats" and len(lines) == 3
+    assert "talker stderr" in p.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigterm_while_the_program_runs_leaves_nothing(backend):
+    """The program gets our environment and waits on its stdin (ours: a pipe we never
+    write): SIGTERM ends us, the debugger and the program within seconds."""
+    import signal
+    import time
+
+    exe = build("talker")
+    tag = uuid.uuid4().hex
+    proc = subprocess.Popen([str(CLI), "--backend", backend, "--run", str(exe), "--break",
+                             "checkpoint", "ptstats"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(tag))
+    try:
+        deadline = time.monotonic() + 60
+        started = False
+        while not started and time.monotonic() < deadline:
+            # the program runs, and with our environment (it carries the tag)
+            started = any(_cmdline(pid).startswith(str(exe)) for pid in _tagged(tag))
+            time.sleep(0.1)
+        assert started, "the program never ran with the user's environment"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert_gone(tag)
+
+
+def _tagged(tag: str) -> list[int]:
+    from test_cli import tagged_pids
+
+    return tagged_pids(tag)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
