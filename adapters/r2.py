@@ -450,12 +450,12 @@ class _SpawnLink:
     ``dbg.exitkills=false``: the kernel detaches the process it debugged, still running.)
     """
 
-    def __init__(self, path: str, flags: list[str]) -> None:
+    def __init__(self, args: list[str], flags: list[str]) -> None:
         import subprocess
 
         try:
             self.proc = subprocess.Popen(
-                [r2_program(), *flags, "-q0", path], stdin=subprocess.PIPE,
+                [r2_program(), *flags, "-q0", *args], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
                 preexec_fn=_die_with_parent, close_fds=True)
         except OSError as e:
@@ -532,13 +532,13 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
         info = inspect_core(core)
         if exe is not None:
             check_core_matches(info, exe)
-        target = SpawnedR2Target(_SpawnLink(os.path.abspath(core), flags),
+        target = SpawnedR2Target(_SpawnLink([os.path.abspath(core)], flags),
                                  core=os.path.abspath(core))
         return target
     if pid is not None:
         if not os.path.exists(f"/proc/{pid}"):
             raise BadInputError(f"no process {pid}")
-        link = _SpawnLink(str(pid), flags + ["-e", "dbg.exitkills=false", "-d"])
+        link = _SpawnLink([str(pid)], flags + ["-e", "dbg.exitkills=false", "-d"])
         t = SpawnedR2Target(link)
         try:
             live = t.state == "live"
@@ -556,13 +556,18 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
         raise BadInputError(f"--run: {e}") from None
     if not argv or not os.path.isfile(argv[0]):
         raise BadInputError(f"program {argv[0] if argv else ''} not found")
+    odd = next((a for a in argv if re.search(r"[\s'\"\\]", a)), None)
+    if odd is not None:  # r2 6 hands such an argument on with backslashes added
+        raise BadInputError(f"--backend r2 cannot pass {odd[:80]!r} to the program unchanged "
+                            "(radare2 escapes blanks, quotes and backslashes in it); "
+                            "use --backend gdb-mi or lldb")
     # the program's streams are the user's (r2's own stdout carries its answers to us)
     stdio = ProgramStdio()
     redirect = [x for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr"))
                 for x in ("-R", f"{name}={stdio.paths[fd]}")]
     redirect += ["-R", f"envfile={stdio.environment_file()}"]  # r2 -d passes none itself
     try:
-        link = _SpawnLink(" ".join(shlex.quote(a) for a in argv), flags + redirect + ["-d"])
+        link = _SpawnLink(argv, flags + redirect + ["-d"])  # r2 -d PROG ARGS...
     except BaseException:
         stdio.close()
         raise

@@ -14,7 +14,7 @@ ERRORS = {
     "ptchunk no_such_symbol": r"^ptchunk: cannot evaluate 'no_such_symbol'",
     "ptchunk": r"^ptchunk: the following arguments are required: ADDR",
     "ptchunk -c 0 &main_arena": r"^ptchunk: -c must be at least 1$",
-    "ptchunk -c x 0x10": r"^ptchunk: argument -c/--count: invalid int value",
+    "ptchunk -c x 0x10": r"^ptchunk: argument -c/--count: not a whole number: .x.",
     "ptbin -i 999": r"^ptbin: bin index must be 1\.\.127$",
     "ptarena 0x1234": r"^ptarena: 0x1234 is not an arena \(arenas: 0x[0-9a-f]+\)$",
     "pttcache -t 99": r"^pttcache: no thread 99",

@@ -9,7 +9,7 @@ import re
 import shlex
 import traceback
 from dataclasses import dataclass
-from typing import Callable, NoReturn, Optional
+from typing import Callable, NoReturn, Optional, Sequence
 
 from multiheap.builders import Builder, JsonBuilder, PythonBuilder, TextBuilder
 from multiheap.errors import MultiheapError, UsageError
@@ -162,7 +162,7 @@ def run_command(session: Session, name: str, argv: list[str] | str, *,
         try:
             argv = shlex.split(argv)
         except ValueError as e:
-            return _failed(name, f"{name}: {e}", 2, wants_json)
+            return _failed(name, f"{name}: {e}", 2, wants_json, [argv])
     wants_json = fmt == "json" or "--json" in argv
     cmd = COMMANDS.get(name)
     if cmd is None:
@@ -174,7 +174,7 @@ def run_command(session: Session, name: str, argv: list[str] | str, *,
             return Result(output=_json_doc({"command": name, "help": str(h)}), json=True)
         return Result(output=str(h))
     except MultiheapError as e:
-        return _failed(name, _one_line(e), 2, wants_json)
+        return _failed(name, _one_line(e), 2, wants_json, argv)
     if args.json:
         fmt = "json"
     tagger = session.meta.tagger(session.target.pointer_size) if session.meta.tags else None
@@ -188,13 +188,13 @@ def run_command(session: Session, name: str, argv: list[str] | str, *,
     try:
         cmd.run(session, args, out)
     except MultiheapError as e:
-        return _failed(name, f"{name}: {_one_line(e)}", 2, fmt == "json")
+        return _failed(name, f"{name}: {_one_line(e)}", 2, fmt == "json", argv)
     except Exception as e:  # never a traceback in the host
         if os.environ.get("MULTIHEAP_DEBUG"):
             traceback.print_exc()
         msg = _one_line(e)
         return _failed(name, f"{name}: internal error: {type(e).__name__}: {msg} "
-                             "(MULTIHEAP_DEBUG=1 shows the traceback)", 1, fmt == "json")
+                             "(MULTIHEAP_DEBUG=1 shows the traceback)", 1, fmt == "json", argv)
     return Result(output=out.render(), json=fmt == "json")
 
 
@@ -207,22 +207,44 @@ def error_document(name: Optional[str], error: str) -> str:
     return _json_doc({"command": name, "error": _short(error)})
 
 
-def _failed(name: str, error: str, status: int, as_json: bool) -> Result:
+def _failed(name: str, error: str, status: int, as_json: bool,
+            argv: Sequence[str] = ()) -> Result:
     """An error; with ``--json`` its output is also the one JSON document."""
-    error = _short(error)
+    error = _short(error, argv)
     out = error_document(name, error) if as_json else ""
     return Result(output=out, error=error, status=status, json=as_json)
 
 
-MAX_ERROR = 300
+def _short(line: str, argv: Sequence[str] = ()) -> str:
+    """An error line that quotes a huge argument stays readable: each argument longer
+    than 80 characters is quoted by its first 76, and so is any word that long (a host
+    may quote a piece of the argument in its own words)."""
+    for arg in argv:
+        if len(arg) > 80:
+            line = _cut_echoes(line, arg)
+    return " ".join(w if len(w) <= 80 else w[:76] + "..." + w[-1] for w in line.split(" "))
 
 
-def _short(line: str) -> str:
-    """An error line that quotes a huge argument stays readable: long words are cut
-    to 80 characters and the whole line to about 300."""
-    words = [w if len(w) <= 80 else w[:76] + "..." + w[-1] for w in line.split(" ")]
-    line = " ".join(words)
-    return line if len(line) <= MAX_ERROR else line[:MAX_ERROR - 3] + "..."
+def _cut_echoes(line: str, arg: str, keep: int = 76) -> str:
+    """Every run of more than 80 characters of ``line`` that is a piece of ``arg`` (a
+    host may echo a suffix: "near `...'") shortened to its first ``keep``."""
+    out: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        if i + 81 <= n and line[i:i + 81] in arg:
+            lo, hi = i + 81, n  # the longest line[i:j] that is still in arg
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if line[i:mid] in arg:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            out.append(line[i:i + keep] + "...")
+            i = lo
+        else:
+            out.append(line[i])
+            i += 1
+    return "".join(out)
 
 
 def _one_line(e: Exception) -> str:
