@@ -110,9 +110,9 @@ have_sum=$(cat "$stamp" 2>/dev/null || true)
 if [ "$have_sum" = "$want_sum" ] && [ -x "$venv/bin/multiheap" ]; then
     log "$venv up to date"
 else
-    log "pip install -e '.[test]' into $venv"
+    log "pip install -e '.[test,triage]' into $venv"
     rm -f "$stamp"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/pip" install -q -e '.[test]'
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/pip" install -q -e '.[test,triage]'
     if [ ! -x "$venv/bin/multiheap" ]; then
         echo "setup: $venv/bin/multiheap missing after pip install" >&2
         exit 1
