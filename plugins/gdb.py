@@ -38,6 +38,7 @@ except ImportError:
 import gdb  # type: ignore[import-not-found]  # noqa: E402
 
 from multiheap.adapters.gdb import GdbTarget, connect_events  # noqa: E402
+from multiheap.adapters.gdb_trace import GdbTracer  # noqa: E402
 from multiheap.adapters.gdbtext import guard_refusal, write_operator, write_refusal  # noqa: E402
 from multiheap.commands import COMMANDS, run_command  # noqa: E402
 from multiheap.errors import UsageError  # noqa: E402
@@ -99,6 +100,7 @@ def _color() -> bool:
 
 
 SESSION = Session(GdbTarget(), _evaluate)
+SESSION.tracer = GdbTracer()  # type: ignore[attr-defined]  # pttrace, pthistory
 
 
 def _make(name: str):
