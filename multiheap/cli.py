@@ -4,6 +4,7 @@
               | --run 'PROG ARGS' [--break FUNC]) [COMMAND [ARGS...]]
     multiheap init gdb|lldb|r2 [--install]
     multiheap demo
+    multiheap triage CORE... [--workers N | --scheduler ADDRESS] [-o OUT.parquet]
 
 Exit status: the command's (0 success), 2 for bad usage or unusable input, 130 on
 Ctrl-C.  With ``--json`` a command prints exactly one JSON document on stdout;
@@ -21,7 +22,7 @@ from typing import NoReturn, Optional
 from multiheap.errors import MultiheapError
 
 DEFAULT_BACKEND = "gdb-mi"
-ACTIONS = ("init", "demo")
+ACTIONS = ("init", "demo", "triage")
 
 
 class UsageExit(Exception):
@@ -87,6 +88,9 @@ def action_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="build the bundled sample and show its heap")
     sp.add_argument("--backend", default=DEFAULT_BACKEND, help="adapter (default: %(default)s)")
     sp.set_defaults(fn=_demo)
+    from multiheap.triage.run import add_parser as add_triage  # imports no Dask
+
+    add_triage(sub)
     return p
 
 
@@ -96,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         usage="multiheap [--backend NAME] [--debug-dir DIR]... (--core CORE [--exe EXE] | "
               "--pid PID | --run 'PROG ARGS' [--break FUNC]) [COMMAND [ARGS...]]\n"
               "       multiheap init gdb|lldb|r2 [--install]\n"
-              "       multiheap demo",
+              "       multiheap demo\n"
+              "       multiheap triage CORE... [--exe EXE] [-o OUT.parquet] [--jsonl OUT.jsonl] "
+              "[--workers N] [--scheduler ADDRESS] [--timeout S]",
         description="glibc ptmalloc heap analysis of a core file, a running process or a "
                     "program, from the shell.  Without COMMAND: an interactive shell.  "
                     "Commands: multiheap --core CORE pthelp; each takes -h and --json.",
