@@ -76,6 +76,11 @@ class Builder:
     def note(self, message: str, **data: Any) -> None:
         raise NotImplementedError
 
+    def paint(self, role: str, text: str) -> str:
+        """``text`` in the colour of ``role`` (a chunk state, a list kind, "addr",
+        "sym"...) when the output is coloured; as it is otherwise."""
+        return text
+
     def tag(self, addr: Any) -> Optional[str]:
         if self.tagger is None or not isinstance(addr, int):
             return None

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
 from multiheap.builders.base import Builder, Column, Tagger
 
 _BOLD, _YELLOW, _CYAN, _RESET = "\x1b[1m", "\x1b[33m", "\x1b[36m", "\x1b[0m"
+
+# One colour per meaning, the same in every command: chunk states and the lists named
+# after them, addresses, symbols, tags, problems; chunk0-3 alternate in ptvis.
+PALETTE = {
+    "addr": "\x1b[36m", "sym": "\x1b[35m", "tag": "\x1b[1;36m", "problem": "\x1b[1;31m",
+    "dim": "\x1b[2m", "note": _YELLOW, "header": _BOLD,
+    "inuse": "\x1b[32m", "free": "\x1b[94m", "unsorted": "\x1b[94m", "small": "\x1b[94m",
+    "large": "\x1b[94m", "fast": "\x1b[93m", "tcache": "\x1b[95m", "top": "\x1b[96m",
+    "mmapped": "\x1b[91m", "list": "\x1b[93m",
+    "chunk0": "\x1b[32m", "chunk1": "\x1b[34m", "chunk2": "\x1b[33m", "chunk3": "\x1b[35m",
+}
+# Fields that hold pointers worth naming (<main_arena+96>, [heap]), in any command.
+POINTER_FIELDS = frozenset({"fd", "bk", "fd_nextsize", "bk_nextsize", "top", "last_remainder",
+                            "next", "next_free", "ar_ptr", "prev", "sbrk_base"})
+ADDRESS_COLUMNS = frozenset({"addr", "chunk", "mem", "top", "start", "end"})
+_PLACEHOLDER = re.compile(r"(?<!\{)\{(\w+)(:[^{}]*)?\}(?!\})")
+_DUMP_ROW = re.compile(r"^\s*(0x[0-9a-f]+): ")
+Symbolizer = Callable[[int], Optional[str]]
 
 
 def fmt_value(value: Any, spec: str = "") -> str:
@@ -28,16 +47,28 @@ class TextBuilder(Builder):
     """Accumulates lines; ``render`` returns the whole text at once (one host write)."""
 
     def __init__(self, tagger: Optional[Tagger] = None, color: bool = False,
-                 sink: Optional[Callable[[str], None]] = None) -> None:
+                 sink: Optional[Callable[[str], None]] = None,
+                 symbolizer: Optional[Symbolizer] = None) -> None:
         super().__init__(tagger)
         self.color = color
         self.sink = sink
+        self.symbolizer = symbolizer
         self._lines: list[str] = []
         self._indent = 0
         self._open: list[bool] = []
 
     def _c(self, code: str, s: str) -> str:
         return f"{code}{s}{_RESET}" if self.color else s
+
+    def paint(self, role: str, text: str) -> str:
+        code = PALETTE.get(role) if self.color else None
+        return f"{code}{text}{_RESET}" if code else text
+
+    def symbol(self, value: Any) -> Optional[str]:
+        """What a pointer value points at (``<main_arena+96>``), when known."""
+        if self.symbolizer is None or not isinstance(value, int) or isinstance(value, bool):
+            return None
+        return self.symbolizer(value)
 
     def _emit(self, line: str) -> None:
         self._lines.append("  " * self._indent + line)
@@ -60,18 +91,67 @@ class TextBuilder(Builder):
 
     def field(self, name: str, value: Any, fmt: str = "", label: str = "") -> None:
         s = fmt_value(value, fmt)
+        if fmt == "#x" and isinstance(value, int):
+            s = self.paint("addr", s)
+            if name in POINTER_FIELDS:
+                sym = self.symbol(value)
+                if sym:
+                    s += " " + self.paint("sym", sym)
+        elif name in ("state", "kind") and isinstance(value, str):
+            s = self.paint(value, s)
         tag = self.tag(value) if fmt == "#x" else None
         if tag:
             s += " " + self._c(_CYAN, f"[{tag}]")
         self._emit(f"{label or name}: {s}")
 
     def item(self, template: str, **values: Any) -> None:
-        s = template.format(**values)
+        head, nl, rest = template.partition("\n")
+        if self.color or self.symbolizer is not None:
+            head = _PLACEHOLDER.sub(lambda m: self._dress(m, values), head)
+        s = (head + nl + rest).format(**values)
         tag = self.tag(values.get("addr"))
+        lines = s.split("\n")
         if tag:
-            s += " " + self._c(_CYAN, f"[{tag}]")
-        for line in s.split("\n"):
+            lines[0] += " " + self._c(_CYAN, f"[{tag}]")
+        if self.symbolizer is not None and isinstance(values.get("hexdump"), str):
+            lines = self._dump_symbols(lines, bytes.fromhex(values["hexdump"]),
+                                       values.get("mem"))
+        for line in lines:
             self._emit(line)
+
+    def _dress(self, m: re.Match, values: dict) -> str:
+        """One ``{name:spec}`` of an item's template, coloured and annotated."""
+        key, ph = m.group(1), m.group(0)
+        value = values.get(key)
+        if key == "state" and isinstance(value, str):
+            code = PALETTE.get(value) if self.color else None
+            ph = f"{code}{ph}{_RESET}" if code else ph
+        elif key in ("addr", "mem") or key in POINTER_FIELDS:
+            ph = self.paint("addr", ph)
+        if key in POINTER_FIELDS and isinstance(value, int):
+            sym = self.symbol(value)
+            if sym:
+                ph += " " + self.paint("sym", sym).replace("{", "{{").replace("}", "}}")
+        return ph
+
+    def _dump_symbols(self, lines: list[str], data: bytes, mem: Any) -> list[str]:
+        """Hexdump rows (``0xADDR: bytes  ascii``) get the names of the words they hold."""
+        if not isinstance(mem, int):
+            return lines
+        width = getattr(self.symbolizer, "pointer_size", 8)
+        out = []
+        for line in lines:
+            m = _DUMP_ROW.match(line)
+            if m:
+                at = int(m.group(1), 16) - mem
+                row = data[at:at + 16] if 0 <= at < len(data) else b""
+                names = [self.symbol(int.from_bytes(row[i:i + width], "little"))
+                         for i in range(0, len(row) - width + 1, width)]
+                names = [n for n in names if n]
+                if names:
+                    line += "  " + " ".join(self.paint("sym", n) for n in names)
+            out.append(line)
+        return out
 
     def table(self, name: str, columns: list[Column], rows: Iterable[tuple]) -> int:
         pad = "  " * self._indent
@@ -95,8 +175,28 @@ class TextBuilder(Builder):
         self._lines.append(self._c(_BOLD, head.rstrip()))
         has_addr = self.tagger is not None and columns and columns[0].name == "addr"
         form = fmt.format
-        fast = all(c.fmt in ("", "#x", "x", "d") for c in columns) and not has_addr
+        fast = all(c.fmt in ("", "#x", "x", "d") for c in columns) and not has_addr \
+            and not self.color
         mod = cfmt.__mod__
+        if self.color:  # each cell formatted alone, then painted (padding stays right)
+            cells = [("{:>%s%d%s}" % ("#" if c.fmt.startswith("#") else "", w,
+                                      c.fmt.lstrip("#")) if c.fmt else
+                      "{}" if i == len(columns) - 1 else "{:<%d}" % w).format
+                     for i, (c, w) in enumerate(zip(columns, widths))]
+            roles = [("addr" if c.fmt == "#x" and c.name in ADDRESS_COLUMNS else
+                      "state" if c.name in ("state", "kind") else "") for c in columns]
+
+            def form(*r: Any) -> str:  # noqa: F811
+                parts = []
+                for f, role, v in zip(cells, roles, r):
+                    cell = f(v)
+                    if role == "state":
+                        code = PALETTE.get(str(v).strip())
+                        cell = f"{code}{cell}{_RESET}" if code else cell
+                    elif role:
+                        cell = self.paint(role, cell)
+                    parts.append(cell)
+                return pad + "  ".join(parts)
 
         def one(r: tuple) -> str:
             try:

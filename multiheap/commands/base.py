@@ -14,6 +14,7 @@ from typing import Callable, NoReturn, Optional, Sequence
 from multiheap.builders import Builder, JsonBuilder, PythonBuilder, TextBuilder
 from multiheap.errors import MultiheapError, UsageError
 from multiheap.session import Session
+from multiheap.symbols import LazySymbols
 
 RunFn = Callable[[Session, argparse.Namespace, Builder], None]
 
@@ -184,7 +185,7 @@ def run_command(session: Session, name: str, argv: list[str] | str, *,
     elif fmt == "python":
         out = PythonBuilder(name, tagger)
     else:
-        out = TextBuilder(tagger, color=color, sink=sink)
+        out = TextBuilder(tagger, color=color, sink=sink, symbolizer=LazySymbols(session))
     try:
         cmd.run(session, args, out)
     except MultiheapError as e:
