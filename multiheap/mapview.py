@@ -55,10 +55,12 @@ def _checks(heap: Heap, arena: Optional[Arena]) -> tuple[dict[int, str], Optiona
         from multiheap.checks import run_checks  # type: ignore[import-not-found]
     except ImportError:
         return {}, None
+    except Exception as e:  # a broken checks module must not cost us the page
+        return {}, f"heap checks unavailable: {type(e).__name__}: {e}"
     try:
         found = run_checks(heap, arena)
-    except MultiheapError as e:
-        return {}, f"heap checks failed: {e}"
+    except Exception as e:  # idem: the map is drawn without flags, and says why
+        return {}, f"heap checks failed: {type(e).__name__}: {e}"
     out: dict[int, str] = {}
     for f in found:
         addr = getattr(f, "addr", None)
