@@ -44,7 +44,8 @@ if [ "$with_tests" = 1 ]; then
     # pins linux-libc-dev:i386 to the amd64 version, which may only exist in
     # bookworm-security, whose i386 index a mirror mid-sync can fail to serve.
     # musl-tools: a libc that is not glibc, which multiheap must recognise and refuse.
-    pkgs+=(gcc-multilib libc6-dbg:i386 musl-tools)
+    # chromium: tests/test_ptmap.py opens ptmap's pages headless (--no-sandbox as root).
+    pkgs+=(gcc-multilib libc6-dbg:i386 musl-tools chromium)
     need_i386=1
 fi
 
