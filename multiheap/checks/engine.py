@@ -1,0 +1,589 @@
+"""The checks behind ptcheck (and ptmap's colouring): one pass over every arena's
+chunks, every free list, each thread's tcache, the mmapped chunks and ``mp_``.
+
+Each problem becomes a :class:`Finding`.  ``glibc`` is what glibc of the target's
+version would abort with, and on which operation, or None where glibc would not
+notice.  No rule here flags a heap glibc itself could have produced.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+from array import array
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from multiheap.checks.glibcmsg import glibc as gmsg
+from multiheap.errors import TargetMemoryError
+from multiheap.heaptypes import IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, FreeList
+
+ERROR, WARNING = "error", "warning"
+
+
+@dataclass
+class Finding:
+    """One problem: what (kind), how bad, where, what else it involves, and glibc's view."""
+
+    kind: str
+    severity: str
+    addr: int
+    related: list[int] = field(default_factory=list)
+    message: str = ""
+    glibc: Optional[dict] = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Seg:
+    """One walked run of chunks: their starts (sorted) and the span the walk covered."""
+
+    arena: Arena
+    lo: int
+    hi: int  # the walk covered [lo, hi)
+    starts: array
+
+
+class Checker:
+    """Runs every check once over one Heap; findings accumulate in ``found``."""
+
+    def __init__(self, heap) -> None:
+        self.h = heap
+        self.v = heap.cfg.version
+        self.sz = heap.sz
+        self.p = heap.p
+        self.found: list[Finding] = []
+        self.segs: list[_Seg] = []
+        self.marked_free: set[int] = set()  # chunks whose successor's PREV_INUSE is clear
+        self.where: dict[int, str] = {}  # free-list chunk -> the list holding it
+        self.no_a: list[int] = []  # non-main arena chunks without NON_MAIN_ARENA
+
+    # helpers -------------------------------------------------------------------
+    def add(self, kind: str, sev: str, addr: int, related: list[int], message: str,
+            key: Optional[str] = None, op: str = "") -> None:
+        self.found.append(Finding(kind, sev, addr, [r for r in related if r is not None],
+                                  message, gmsg(self.v, key, op) if key else None))
+
+    def words(self, addr: int, n: int) -> Optional[tuple[int, ...]]:
+        """``n`` words at ``addr`` from the bulk-read cache (read if missing), or None."""
+        need = n * self.sz
+        blk = self.h.mem.block(addr)
+        if blk is None or addr + need > blk[1]:
+            try:
+                data = self.h.mem.read(addr, need)
+            except TargetMemoryError:
+                return None
+            return tuple(self.h._word.unpack_from(data, i * self.sz)[0] for i in range(n))
+        lo, _hi, buf = blk
+        return tuple(self.h._word.unpack_from(buf, addr - lo + i * self.sz)[0]
+                     for i in range(n))
+
+    def req(self, size: int) -> int:
+        """The largest request malloc serves with a chunk of ``size`` bytes."""
+        return max(size - self.sz, 0)
+
+    def region_name(self, addr: int) -> str:
+        for r in self.h.target.regions():
+            if r.start <= addr < r.end:
+                return r.name or "anonymous memory"
+        return "unmapped memory"
+
+    def seg_of(self, addr: int) -> Optional[_Seg]:
+        for s in self.segs:
+            if s.lo <= addr < s.hi:
+                return s
+        return None
+
+    def containing(self, s: _Seg, addr: int) -> int:
+        i = bisect.bisect_right(s.starts, addr) - 1
+        return s.starts[i] if i >= 0 else s.lo
+
+    def place(self, addr: int, arena: Optional[Arena]) -> Optional[tuple[str, Optional[int], str]]:
+        """Where a free-list entry lies if not on a chunk boundary of ``arena``'s heaps
+        (any arena's if None): (kind, chunk it lies in, words), or None when it is fine
+        or cannot be told (beyond where a walk stopped)."""
+        s = self.seg_of(addr)
+        if s is None:
+            found = self.h.segment_of(addr)
+            if found is not None:  # a heap whose walk stopped before addr
+                return None
+            return ("outside-heap", None,
+                    f"outside every heap (in {self.region_name(addr)})")
+        c = self.containing(s, addr)
+        if c != addr:
+            return ("inside-chunk", c, f"inside the chunk at {c:#x}, not on a chunk boundary")
+        if arena is not None and s.arena.addr != arena.addr:
+            return ("wrong-arena", None, f"in a heap of arena {s.arena.addr:#x}, not "
+                                         f"{arena.addr:#x}")
+        return None
+
+    # the chunk walk --------------------------------------------------------------
+    def walk_arena(self, a: Arena) -> None:
+        for st in a.stops:
+            key = "top_size" if "top size" in st.reason else None
+            self.add("arena", ERROR, st.addr, [a.addr], f"arena {a.addr:#x}: {st.reason}",
+                     key, f"malloc of more than any free chunk holds (from top of arena "
+                          f"{a.addr:#x})")
+        for seg in a.heaps:
+            self.walk_segment(a, seg.start, seg.end)
+        top = a.top
+        if top and a.heaps:
+            w = self.words(top, 2)
+            if w is not None:
+                size = w[1] & ~SIZE_BITS
+                if size > a.f["system_mem"] and not any("top size" in s.reason
+                                                        for s in a.stops):
+                    self.add("top-size", ERROR, top, [a.addr],
+                             f"top chunk size {size:#x} is larger than the arena's "
+                             f"system_mem {a.f['system_mem']:#x}", "top_size",
+                             "a malloc served from top")
+                if not w[1] & PREV_INUSE:
+                    self.add("top-prev-inuse", WARNING, top, [a.addr],
+                             "top chunk's PREV_INUSE is clear (glibc always merges a free "
+                             "chunk into top)")
+
+    def walk_segment(self, a: Arena, start: int, end: int) -> None:
+        """Walk one heap by size fields, checking each chunk's header on the way."""
+        h, sz = self.h, self.sz
+        try:
+            buf, base = h.mem.load(start, end)
+        except TargetMemoryError:
+            self.add("unreadable", WARNING, start, [a.addr], "heap memory is unreadable")
+            return
+        if (start - base) % sz or h.cfg.endian != sys.byteorder:
+            self.add("unreadable", WARNING, start, [a.addr], "heap not word-aligned in memory")
+            return
+        n = (len(buf) - len(buf) % sz)
+        words = memoryview(buf)[:n].cast("Q" if sz == 8 else "I")
+        nw = len(words)
+        shift = 3 if sz == 8 else 2
+        minsize, bad = self.p.minsize, self.p.align_mask & ~SIZE_BITS
+        w = (start - base) // sz
+        end_w = min((end - base) // sz, nw)
+        top_w = (a.top - base) // sz if start <= a.top < end and not (a.top - base) % sz else -1
+        want_a = 0 if a.is_main else NON_MAIN_ARENA
+        starts = array("Q" if sz == 8 else "I")
+        push = starts.append
+        marked = self.marked_free
+        prev_w, prev_size = -1, 0
+        seg_lo = start
+        while w < end_w:
+            if w + 2 > nw:
+                break
+            sf = words[w + 1]
+            size = sf & ~SIZE_BITS
+            if w == top_w:
+                push(base + w * sz)
+                w = end_w
+                break
+            if size < minsize or sf & bad or w + (size >> shift) > end_w:
+                addr = base + w * sz
+                if size in (0, 2 * sz) and sf & PREV_INUSE or size == 0:
+                    nxt = self._after_fencepost(a, words, w, top_w, end_w, base)
+                    if nxt is None:
+                        if a.is_main:
+                            break  # the end of the main heap's last region: reported below
+                        break  # a non-main heap's end (fencepost)
+                    self.segs.append(_Seg(a, seg_lo, addr, starts))
+                    starts = array("Q" if sz == 8 else "I")
+                    push = starts.append
+                    w, seg_lo, prev_w = nxt, base + nxt * sz, -1
+                    continue
+                self.add("bad-size", ERROR, addr, [base + prev_w * sz] if prev_w >= 0 else [],
+                         f"impossible chunk size {sf:#x} at {addr:#x}: the chunk walk stops "
+                         "here" + (f" (the chunk before it, {base + prev_w * sz:#x}, says "
+                                   f"size {prev_size:#x})" if prev_w >= 0 else ""))
+                break
+            push(base + w * sz)
+            if not sf & PREV_INUSE and prev_w >= 0:
+                pa = base + prev_w * sz
+                marked.add(pa)
+                if words[w] != prev_size:
+                    self._prev_size(base + w * sz, pa, words[w], prev_size)
+            if sf & (IS_MMAPPED | NON_MAIN_ARENA) != want_a:
+                self._flags(a, base + w * sz, sf)
+            prev_w, prev_size = w, size
+            w += size >> shift
+        hi = base + w * sz
+        if a.is_main and top_w >= 0 and w != top_w and w < end_w:
+            self.add("walk-stop", ERROR, hi, [a.top],
+                     f"the chunk walk of arena {a.addr:#x} stops at {hi:#x} before its top "
+                     f"chunk {a.top:#x}")
+        self.segs.append(_Seg(a, seg_lo, max(hi, seg_lo), starts))
+
+    def _after_fencepost(self, a: Arena, words, w: int, top_w: int, end_w: int,
+                         base: int) -> Optional[int]:
+        """At glibc's fencepost (end of a main-heap region, a foreign sbrk after it), the
+        word index where malloc's next region starts: the first aligned place whose
+        chunk sizes lead exactly to top.  None if there is none (or not main)."""
+        if not a.is_main or top_w < 0 or w >= top_w:
+            return None
+        sz, minsize = self.sz, self.p.minsize
+        shift = 3 if sz == 8 else 2
+        align_w = self.p.malloc_alignment // sz
+        reach: dict[int, bool] = {}
+        c = w + 2
+        while c < top_w:
+            if ((c + 2) % align_w) == 0 and words[c + 1] & PREV_INUSE:
+                path = []
+                x = c
+                ok = False
+                while True:
+                    if x == top_w:
+                        ok = True
+                        break
+                    if x in reach:
+                        ok = reach[x]
+                        break
+                    if x > top_w:
+                        break
+                    size = words[x + 1] & ~SIZE_BITS
+                    if size < minsize or size & self.p.align_mask:
+                        break
+                    path.append(x)
+                    x += size >> shift
+                for y in path:
+                    reach[y] = ok
+                if ok:
+                    return c
+            c += 1
+        return None
+
+    def _prev_size(self, addr: int, prev: int, stored: int, real: int) -> None:
+        self.add("prev-size", ERROR, addr, [prev],
+                 f"prev_size {stored:#x} of {addr:#x} disagrees with the size {real:#x} of "
+                 f"the free chunk before it ({prev:#x})",
+                 "consolidating" if self.v >= (2, 29) else "size_vs_prev",
+                 f"free({addr + 2 * self.sz:#x})")
+
+    def _flags(self, a: Arena, addr: int, sf: int) -> None:
+        if sf & IS_MMAPPED:
+            self.add("flags", ERROR, addr, [a.addr],
+                     f"chunk {addr:#x} in an arena's heap has IS_MMAPPED set",
+                     "munmap", f"free({addr + 2 * self.sz:#x})")
+        elif a.is_main and sf & NON_MAIN_ARENA:
+            self.add("flags", ERROR, addr, [a.addr],
+                     f"chunk {addr:#x} of main_arena's heap has NON_MAIN_ARENA set: free() "
+                     "would look for its arena in a heap_info that does not exist")
+        elif not a.is_main and not sf & NON_MAIN_ARENA:
+            self.no_a.append(addr)
+
+    # free lists ------------------------------------------------------------------
+    def note_list(self, addr: int, label: str) -> None:
+        other = self.where.get(addr)
+        if other is not None and other != label:
+            self.add("in-two-lists", ERROR, addr, [],
+                     f"chunk {addr:#x} is in two free lists: {other} and {label}")
+        else:
+            self.where[addr] = label
+
+    def stop_finding(self, fl: FreeList, label: str, head: int, arena: Optional[Arena],
+                     key_misaligned: Optional[str], op: str) -> None:
+        """A list walk that stopped early: say what the last good entry points at."""
+        st = fl.stop
+        if st is None:
+            return
+        last = fl.chunks[-1] if fl.chunks else head
+        if st.reason.startswith("cycle"):
+            return  # reported by the callers (double free)
+        if "misaligned" in st.reason:
+            self.add("misaligned-link", ERROR, last, [st.addr, head],
+                     f"{label}: the entry after {last:#x} is {st.addr:#x}, not a chunk "
+                     "address (misaligned)", key_misaligned, op)
+            return
+        placed = self.place(st.addr, arena)
+        if placed is not None:
+            kind, inside, words = placed
+            self.add(kind, ERROR, last, [st.addr, head] + ([inside] if inside else []),
+                     f"{label}: the entry after {last:#x} is {st.addr:#x}, {words} "
+                     f"({st.reason})")
+            return
+        self.add("bad-link", ERROR, last, [st.addr, head],
+                 f"{label}: the walk stops at {st.addr:#x}: {st.reason}")
+
+    def entries(self, fl: FreeList, label: str, head: int, arena: Optional[Arena]) -> None:
+        for c in fl.chunks:
+            self.note_list(c, label)
+            placed = self.place(c, arena)
+            if placed is not None:
+                kind, inside, words = placed
+                self.add(kind, ERROR, c, [head] + ([inside] if inside else []),
+                         f"{label} holds {c:#x}, {words}")
+
+    def bins(self, a: Arena) -> None:
+        h = self.h
+        for fl in h.bins(a):
+            i = fl.index
+            head = h.bin_address(a, i)
+            label = f"arena {a.addr:#x} {fl.kind} bin {i}"
+            key = {"unsorted": "unsorted_links", "small": "small_links"}.get(fl.kind, "unlink")
+            op = ("the next malloc that sorts the unsorted bin" if fl.kind == "unsorted"
+                  else "a malloc that takes a chunk from this bin")
+            self.entries(fl, label, head, a)
+            self.stop_finding(fl, label, head, a, key, op)
+            if fl.stop is not None and fl.stop.reason.startswith("cycle"):
+                self.add("double-free", ERROR, fl.stop.addr, [head],
+                         f"{label}: chunk {fl.stop.addr:#x} is in it twice (a cycle)", key, op)
+            prev = head
+            leaders: list[tuple[int, int, int]] = []
+            last_size = None
+            for c, size in zip(fl.chunks, fl.sizes):
+                w = self.words(c, 6)
+                if w is None:
+                    break
+                bk = w[3]
+                if bk != prev:
+                    self.add("bin-link", ERROR, c, [prev, bk, head],
+                             f"{label}: bk of {c:#x} is {bk:#x} ({self.region_name(bk)}), "
+                             f"but the chunk before it in the list is {prev:#x}", key, op)
+                self._free_chunk(a, c, size, fl.kind, label, op)
+                if fl.kind == "large" and size != last_size:
+                    leaders.append((c, w[4], w[5]))
+                last_size = size
+                prev = c
+            if fl.stop is None and fl.chunks and a.f["bins"][2 * (i - 1) + 1] != prev:
+                tail = a.f["bins"][2 * (i - 1) + 1]
+                self.add("bin-link", ERROR, head, [prev, tail],
+                         f"{label}: the bin's bk is {tail:#x}, but its last chunk is "
+                         f"{prev:#x}", key, op)
+            if leaders and fl.stop is None:
+                self._nextsize(leaders, label, head)
+
+    def _free_chunk(self, a: Arena, c: int, size: int, kind: str, label: str,
+                    op: str) -> None:
+        """A chunk in a bin: its successor must say it is free, with its size."""
+        sz = self.sz
+        nxt = c + size
+        w = self.words(nxt, 2)
+        if kind == "unsorted":
+            if size <= 2 * sz or size > a.f["system_mem"]:
+                self.add("bad-size", ERROR, c, [], f"{label}: {c:#x} has size {size:#x}",
+                         "unsorted_size", op)
+                return
+            if w is None or (w[1] & ~SIZE_BITS) <= 2 * sz or \
+                    (w[1] & ~SIZE_BITS) > a.f["system_mem"]:
+                self.add("next-size", ERROR, c, [nxt],
+                         f"{label}: the chunk after {c:#x} (at {nxt:#x}) has an impossible "
+                         f"size {(w[1] if w else 0):#x}", "unsorted_next_size", op)
+                return
+        if w is None:
+            return
+        if w[0] != size:
+            self.add("prev-size", ERROR, c, [nxt],
+                     f"{label}: {c:#x} has size {size:#x} but the next chunk's prev_size "
+                     f"is {w[0]:#x}",
+                     "unsorted_prev_size" if kind == "unsorted" else "size_vs_prev", op)
+        elif w[1] & PREV_INUSE and self.seg_of(c) is not None:
+            self.add("listed-inuse", ERROR, c, [nxt],
+                     f"{label}: {c:#x} is in a bin but the next chunk's PREV_INUSE says it "
+                     "is in use", "unsorted_prev_inuse" if kind == "unsorted" else None, op)
+
+    def _nextsize(self, leaders: list[tuple[int, int, int]], label: str, head: int) -> None:
+        n = len(leaders)
+        for k, (c, fdn, bkn) in enumerate(leaders):
+            want_fd, want_bk = leaders[(k + 1) % n][0], leaders[k - 1][0]
+            if fdn != want_fd or bkn != want_bk:
+                bad = bkn if bkn != want_bk else fdn
+                which = "bk_nextsize" if bkn != want_bk else "fd_nextsize"
+                self.add("nextsize-link", ERROR, c, [bad, head],
+                         f"{label}: {which} of {c:#x} is {bad:#x} "
+                         f"({self.region_name(bad)}), should be "
+                         f"{want_bk if which == 'bk_nextsize' else want_fd:#x}",
+                         "unlink_nextsize", "a malloc that takes this chunk from its bin")
+
+    def fastbins(self, a: Arena) -> None:
+        h = self.h
+        for fl in h.fastbins(a):
+            head = a.addr
+            label = f"arena {a.addr:#x} fastbin {fl.index}"
+            size = self.p.fastbin_size(fl.index)
+            op = (f"the first malloc({self.req(size):#x}) that finds it at the fastbin's "
+                  "head (tcache empty)")
+            self.entries(fl, label, head, a)
+            st = fl.stop
+            if st is not None and "does not belong" in st.reason:
+                placed = self.place(st.addr, a)
+                if placed is None:
+                    self.add("fast-size", ERROR, st.addr,
+                             [fl.chunks[-1] if fl.chunks else head],
+                             f"{label}: {st.addr:#x} {st.reason}", "fast_size", op)
+                    continue
+            if st is not None and st.reason.startswith("cycle"):
+                self.add("double-free", ERROR, st.addr, [head],
+                         f"{label}: chunk {st.addr:#x} is in it twice (double free)")
+                continue
+            self.stop_finding(fl, label, head, a, "fast_unaligned", op)
+
+    def tcaches(self, arena: Optional[Arena]) -> None:
+        h, sz, p = self.h, self.sz, self.p
+        for tc in h.tcaches():
+            if not tc.addr:
+                continue
+            keys = self._tcache_key(tc)
+            for fl in tc.bins:
+                if not fl.chunks and fl.stop is None and not fl.count_field:
+                    continue
+                if arena is not None and not any(
+                        (s := self.seg_of(c)) is not None and s.arena.addr == arena.addr
+                        for c in fl.chunks):
+                    continue
+                label = f"thread {tc.thread.num} tcache bin {fl.index}"
+                size = p.tcache_size(fl.index) or 0
+                op = (f"malloc({self.req(size):#x}) number {len(fl.chunks) + 1} from thread "
+                      f"{tc.thread.num}")
+                self.entries(fl, label, tc.addr, None)
+                st = fl.stop
+                if st is not None and st.reason.startswith("cycle"):
+                    w = self.words(st.addr, 4)
+                    intact = keys is None or (w is not None and w[3] == keys)
+                    self.add("double-free", ERROR, st.addr, [tc.addr],
+                             f"{label}: chunk {st.addr:#x} is in it twice (double free)",
+                             "tcache_double_free" if intact else None,
+                             f"free({st.addr + 2 * sz:#x})")
+                else:
+                    self.stop_finding(fl, label, tc.addr, None, "tcache_unaligned", op)
+                if st is None:
+                    self._tcache_count(tc, fl, label)
+                if keys is not None and self.v >= (2, 29):
+                    for c in fl.chunks:
+                        w = self.words(c, 4)
+                        if w is not None and w[3] != keys:
+                            self.add("tcache-key", WARNING, c, [tc.addr],
+                                     f"{label}: the key of {c:#x} is {w[3]:#x}, not "
+                                     f"{keys:#x}: a double free of it would go unnoticed")
+
+    def _tcache_key(self, tc) -> Optional[int]:
+        """The key glibc stores in this thread's tcache entries, if it can be known."""
+        if self.v < (2, 29):
+            return None
+        if self.v < (2, 34):
+            return tc.addr
+        sym = self.h.target.symbol("tcache_key")
+        if sym:
+            try:
+                return self.h.mem.ptr(sym)
+            except TargetMemoryError:
+                return None
+        return None
+
+    def _tcache_count(self, tc, fl: FreeList, label: str) -> None:
+        n, f = len(fl.chunks), fl.count_field
+        if f is None:
+            return
+        if self.v >= (2, 42):
+            total = self.h.mp.get("tcache_count")
+            if total is None or f + n == total:
+                return
+            msg = (f"{label}: num_slots is {f} with {n} chunks listed, but they add up to "
+                   f"{f + n}, not mp_.tcache_count {total}")
+        else:
+            if f == n:
+                return
+            msg = f"{label}: its count is {f} but the list holds {n} chunks"
+        self.add("tcache-count", ERROR, tc.addr, [fl.chunks[0]] if fl.chunks else [], msg)
+
+    # after the walks ---------------------------------------------------------------
+    def states(self) -> None:
+        """Chunks marked free must be in exactly one bin, and bin chunks marked free."""
+        where = self.where
+        for c in self.marked_free:
+            lab = where.get(c)
+            if lab is None:
+                self._unlisted(c)
+            elif "tcache" in lab or "fastbin" in lab:
+                self.add("state", ERROR, c, [],
+                         f"{c:#x} is in {lab} but the next chunk's PREV_INUSE says it is "
+                         "free: freeing that chunk would merge this one")
+        for c in self.no_a:
+            lab = where.get(c, "")
+            if not lab.startswith("arena") or "fastbin" in lab:
+                self.add("flags", WARNING, c, [],
+                         f"chunk {c:#x} of a non-main arena lacks NON_MAIN_ARENA: free() "
+                         "would give it to main_arena")
+
+    def _unlisted(self, c: int) -> None:
+        w = self.words(c, 4)
+        size = (w[1] & ~SIZE_BITS) if w else 0
+        nxt = c + size
+        key, op = None, f"free({nxt + 2 * self.sz:#x}) (merges backward)"
+        if w is not None:
+            fd, bk = w[2], w[3]
+            f_bk, b_fd = self.words(fd + 3 * self.sz, 1), self.words(bk + 2 * self.sz, 1)
+            if f_bk is None or b_fd is None or f_bk[0] != c or b_fd[0] != c:
+                key = "unlink"
+        self.add("unlisted-free", ERROR, c, [nxt],
+                 f"{c:#x} is marked free by the PREV_INUSE bit of {nxt:#x} but is in no "
+                 "free list" + ("" if key else "; its fd/bk would pass unlink's check "
+                                              "(unsafe unlink)"), key, op)
+
+    def mmapped(self) -> None:
+        h = self.h
+        chunks = h.mmapped_chunks()
+        n, total = len(chunks), sum(s + p for _a, s, p in chunks)
+        want_n, want_b = h.mp["n_mmaps"], h.mp["mmapped_mem"]
+        if (n, total) == (want_n, want_b):
+            return
+        found = {a for a, _s, _p in chunks}
+        named = False
+        for lo, hi in h._anon_spans():
+            a = (lo + 0xfff) & ~0xfff
+            while a < hi:
+                for k in range(0, self.p.malloc_alignment, self.sz):
+                    w = self.words(a + k, 2)
+                    if w is None or w[0] != k or (w[1] & SIZE_BITS) != IS_MMAPPED \
+                            or (a + k) in found:
+                        continue
+                    size = w[1] & ~SIZE_BITS
+                    if size and a + k + size > hi:
+                        named = True
+                        self.add("mmapped-size", ERROR, a + k, [hi],
+                                 f"mmapped chunk {a + k:#x} has size {size:#x}: it runs past "
+                                 f"its mapping's end {hi:#x}", None)
+                a += 0x1000
+        if not named:
+            self.add("mmapped-count", WARNING, h.cfg.mp, [],
+                     f"found {n} mmapped chunks ({total:#x} bytes) but mp_ counts {want_n} "
+                     f"({want_b:#x} bytes)")
+
+    def params(self) -> None:
+        mp = self.h.mp
+        limit = 4 * 1024 * 1024 * self.sz if self.sz == 8 else 512 * 1024
+        if mp["mmap_threshold"] > limit:
+            self.add("mp", WARNING, self.h.cfg.mp, [],
+                     f"mp_.mmap_threshold {mp['mmap_threshold']:#x} is above glibc's "
+                     f"maximum {limit:#x}")
+        bins = mp.get("tcache_bins", mp.get("tcache_small_bins"))
+        if bins is not None and bins > self.p.tcache_max_bins:
+            self.add("mp", WARNING, self.h.cfg.mp, [],
+                     f"mp_ says {bins} tcache bins, more than the {self.p.tcache_max_bins} "
+                     "a tcache has")
+        if mp["n_mmaps"] < 0 or mp["n_mmaps"] > mp["max_n_mmaps"]:
+            self.add("mp", WARNING, self.h.cfg.mp, [],
+                     f"mp_.n_mmaps {mp['n_mmaps']} is out of range (most ever: "
+                     f"{mp['max_n_mmaps']})")
+
+
+def run_checks(heap, arena: Optional[Arena] = None) -> list[Finding]:
+    """Every check over the heap (or one arena): the findings, empty when healthy."""
+    c = Checker(heap)
+    arenas = heap.arenas()
+    for a in arenas:  # every arena is walked: list entries are placed against all heaps
+        c.walk_arena(a)
+    chosen = [arena] if arena is not None else arenas
+    for a in chosen:
+        c.bins(a)
+        c.fastbins(a)
+    c.tcaches(arena)
+    c.states()
+    if arena is None:
+        c.mmapped()
+        c.params()
+    if arena is not None:
+        keep = {s.lo for s in c.segs if s.arena.addr == arena.addr}
+        spans = [(s.lo, s.hi) for s in c.segs if s.lo in keep]
+        c.found = [f for f in c.found if f.addr == arena.addr or
+                   any(lo <= f.addr < hi for lo, hi in spans) or
+                   f.kind in ("arena", "top-size")]
+    return c.found
