@@ -209,6 +209,14 @@ def _fail(argv: list[str], error: str) -> None:
     print(f"multiheap: {error}", file=sys.stderr)
 
 
+def _help_only(args: argparse.Namespace) -> bool:
+    """``pthelp`` or ``COMMAND -h``: answered without a target."""
+    from multiheap.commands import COMMANDS
+
+    return args.command in COMMANDS and (
+        args.command == "pthelp" or any(a in ("-h", "--help") for a in args.args))
+
+
 def _main(argv: list[str]) -> int:
     if argv and argv[0] in ACTIONS:
         args = action_parser().parse_args(argv)
@@ -219,6 +227,10 @@ def _main(argv: list[str]) -> int:
         return 2
     args = parser.parse_args(argv)
     _backend(args.backend)
+    if args.core is None and args.pid is None and args.run is None and _help_only(args):
+        from multiheap.session import Session
+
+        return run_one(Session(None), args.command, args.args)  # type: ignore[arg-type]
     if args.core is None and args.pid is None and args.run is None:
         raise UsageExit("give a target: --core CORE, --pid PID or --run 'PROG ARGS'")
     if args.exe and args.core is None:

@@ -93,10 +93,42 @@ def _evaluate(expr: str) -> int:
 
 
 def _color() -> bool:
+    """Colour as gdb's own commands have it: on a terminal with styling on, never with
+    NO_COLOR, in batch mode (styling off), under ``set logging`` or through ``pipe``."""
+    if os.environ.get("NO_COLOR"):
+        return False
     try:
-        return bool(gdb.parameter("style enabled"))
+        if not gdb.parameter("style enabled") or gdb.parameter("logging enabled"):
+            return False
     except (gdb.error, RuntimeError):
         return False
+    return os.isatty(1) and not _piped()
+
+
+def _piped() -> bool:
+    """Inside gdb's ``pipe`` command: a child of gdb (the shell) reads a pipe gdb holds.
+    (gdb 13's Python cannot ask the current output stream whether it is a terminal.)"""
+    try:
+        mine = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                mine.add(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                continue
+        kids: list[str] = []
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                kids += f.read().split()
+        for kid in kids:
+            try:
+                stdin = os.readlink(f"/proc/{kid}/fd/0")
+            except OSError:
+                continue
+            if stdin.startswith("pipe:") and stdin in mine:
+                return True
+    except OSError:
+        return False
+    return False
 
 
 SESSION = Session(GdbTarget(), _evaluate)
@@ -113,8 +145,19 @@ def _make(name: str):
         if res.error:
             raise gdb.GdbError(res.error)
 
+    def complete(self, text: str, word: str):
+        """Options from the command's parser (``--js`` -> ``--json``); anything else
+        completes as gdb's own expressions do (``kee`` -> ``keep``)."""
+        token = "" if not text or text[-1].isspace() else text.split()[-1]
+        if token.startswith("-"):  # gdb's word may start after the dashes: "--j" -> "j"
+            cut = len(token) - len(word or "")
+            return sorted(o[cut:] for a in cmd.parser._actions for o in a.option_strings
+                          if o.startswith(token))
+        return gdb.COMPLETE_EXPRESSION
+
     doc = cmd.summary + "\n\n" + cmd.parser.format_help()
-    cls = type(f"Gdb_{name}", (gdb.Command,), {"__doc__": doc, "invoke": invoke})
+    cls = type(f"Gdb_{name}", (gdb.Command,), {"__doc__": doc, "invoke": invoke,
+                                               "complete": complete})
     return cls(name, gdb.COMMAND_DATA)
 
 

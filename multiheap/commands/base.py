@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import re
@@ -72,7 +73,7 @@ def command(name: str, summary: str, needs_heap: bool = True):
     """
 
     def wrap(cls):
-        parser = CommandParser(prog=name, description=(cls.__doc__ or summary).strip(),
+        parser = CommandParser(prog=name, description=inspect.cleandoc(cls.__doc__ or summary),
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         cls.args(parser)
         parser.add_argument("--json", action="store_true",
