@@ -218,6 +218,9 @@ def _help_only(args: argparse.Namespace) -> bool:
 
 
 def _main(argv: list[str]) -> int:
+    if argv and argv[0] == "trace":  # multiheap/tracecli.py
+        from multiheap.tracecli import run
+        return run(argv[1:])
     if argv and argv[0] in ACTIONS:
         args = action_parser().parse_args(argv)
         return args.fn(args)

@@ -113,6 +113,9 @@ class PtChunk:
                     out.note(f"{addr:#x} is in no arena's heap: its state is a guess",
                              addr=addr)
                 state = emit_chunk(heap, c, out, args.hexdump, args.verbose)
+                story = getattr(session, "tracer", None)  # pttrace: the chunk's history
+                if story is not None and story.one_line(c.mem):
+                    out.note(story.one_line(c.mem), addr=c.addr)
                 if state == "inuse" and not noted:  # it may be in a tcache not found
                     noted = True
                     emit_tcache_notes(heap, out)

@@ -147,7 +147,7 @@ int main(int argc, char **argv)
         char *a = do_malloc(64);
         invalid_free_here(a + 32);
     } else if (!strcmp(mode, "leak")) {
-        for (int i = 0; i < 3; i++)
+        for (volatile int i = 0; i < 3; i++)  /* one call site: one leak group */
             leak_site_one(100);
         leak_site_two(500);
         do_free(do_malloc(10));
