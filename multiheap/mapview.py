@@ -171,6 +171,8 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
                 i = index.get(ad - hdr)  # a finding may name the user pointer
             if i is not None:
                 meta[i] |= FLAGGED_BIT
+            else:  # e.g. where the walk stopped: no chunk drawn to colour
+                out.notes.append(f"check at {ad:#x} (no chunk drawn there): {flagged[ad]}")
     n = len(addrs)
     out.chunks = n
     free_codes = {code[s] for s in FREE_STATES}

@@ -285,3 +285,15 @@ def test_usage_errors_are_one_line(pages):
         out = p.stdout if "--json" in args else p.stderr
         assert why in out and "Traceback" not in out + p.stderr, (args, out)
     assert not os.path.exists("/nonexistent-dir")
+
+
+def test_flagged_chunks_from_ptcheck(pages):
+    """ptcheck's findings colour their chunks: the cycle scenario has one, the healthy
+    threaded one none."""
+    work = pages["work"]
+    run = run_gdb(pages["exe"], "cycle", [f"ptmap --html {work / 'cycle.html'} --json",
+                                          "ptcheck --json"])
+    found = {f["addr"] for f in run.json("ptcheck --json")["findings"]}
+    attrs = page_state(work / "cycle.html")
+    assert found and 1 <= int(attrs["flagged"]) <= len(found), (attrs, found)
+    assert page_state(work / "all.html")["flagged"] == "0"
