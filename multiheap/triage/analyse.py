@@ -102,8 +102,12 @@ def _run_commands(row: dict, target, files: list[tuple[int, int, int, str]]) -> 
         row[name] = doc
         if res.error:
             errors.append(res.error if res.error.startswith(name) else f"{name}: {res.error}")
-            if name == "ptconfig":
-                break  # no glibc heap to look at
+        if name == "ptconfig" and (res.error or not doc.get("glibc")):
+            if not res.error:  # not glibc (musl...): ptconfig says so in a note
+                why = [n.get("message") for n in doc.get("notes") or [] if isinstance(n, dict)]
+                errors.append(" ".join((why[0] if why and why[0] else
+                                        "glibc not detected").split()))
+            break  # no glibc heap to look at
     conf = row["ptconfig"] or {}
     row["glibc"] = conf.get("glibc")
     stats = row["ptstats"] or {}
@@ -125,8 +129,20 @@ def _run_commands(row: dict, target, files: list[tuple[int, int, int, str]]) -> 
         row["notes"].append(f"backtrace: {' '.join(str(e).split())[:200]}")
     row["crash_site"] = crash_site(row["frames"])
     row["abort_message"] = abort_message(target)
-    row["error"] = "; ".join(errors) or None
+    row["error"] = "; ".join(_merge(errors)) or None
     row["status"] = "failed" if errors else "ok"
+
+
+def _merge(errors: list[str]) -> list[str]:
+    """``ptstats: X; ptcheck: X`` said once: ``ptstats, ptcheck: X``."""
+    by: dict[str, list[str]] = {}
+    for e in errors:
+        name, sep, why = e.partition(": ")
+        if not (sep and name.startswith("pt") and " " not in name):
+            name, why = "", e
+        by.setdefault(why, []).append(name)
+    return [(", ".join(n for n in names if n) + ": " if any(names) else "") + why
+            for why, names in by.items()]
 
 
 def crash_frames(target, files: list[tuple[int, int, int, str]]) -> list[dict]:

@@ -20,7 +20,7 @@ import time
 from typing import Optional
 
 from multiheap.errors import MultiheapError
-from multiheap.triage.analyse import DEFAULT_BACKEND, DEFAULT_TIMEOUT, blank_row
+from multiheap.triage.analyse import DEFAULT_BACKEND, DEFAULT_TIMEOUT, blank_row, descendants
 
 ET_CORE = 4
 
@@ -151,7 +151,7 @@ def start_cluster(workers: Optional[int], scheduler: Optional[str]):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     if scheduler:
         try:
-            return Client(scheduler, timeout=10), None
+            return Client(scheduler, timeout=5), None
         except (OSError, TimeoutError) as e:
             raise MultiheapError(f"cannot reach the Dask scheduler {scheduler[:80]}: "
                                  f"{' '.join(str(e).split())[:160]}") from None
@@ -216,6 +216,9 @@ def triage(cores: list[str], *, exe: Optional[str] = None, workers: Optional[int
 
 
 def _close(client, cluster) -> None:
+    """Close the client and the local cluster; then kill whatever they started that is
+    still running (an analysis child or a debugger of a worker that did not end)."""
+    started = descendants(os.getpid())
     try:
         client.close(timeout=10)
     except Exception:
@@ -224,6 +227,11 @@ def _close(client, cluster) -> None:
         try:
             cluster.close(timeout=20)
         except Exception:
+            pass
+    for pid in started + [p for p in descendants(os.getpid()) if p not in started]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
             pass
 
 

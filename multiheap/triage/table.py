@@ -29,7 +29,9 @@ def schema():
                        ("file", pa.string()), ("line", pa.int32()), ("module", pa.string())])
     finding = pa.struct([("kind", pa.string()), ("severity", pa.string()),
                          ("addr", pa.uint64()), ("related", pa.list_(pa.uint64())),
-                         ("message", pa.string()), ("glibc", pa.string())])
+                         ("message", pa.string()),
+                         ("glibc", pa.struct([("message", pa.string()),
+                                              ("operation", pa.string())]))])
     return pa.schema([
         ("core", pa.string()), ("exe", pa.string()), ("program", pa.string()),
         ("status", pa.string()), ("error", pa.string()), ("glibc", pa.string()),
@@ -78,7 +80,16 @@ def finding_record(f) -> dict:
     return {"kind": _text(f.get("kind")), "severity": _text(f.get("severity")),
             "addr": _int(f.get("addr")),
             "related": [x for x in (_int(r) for r in rel) if x is not None],
-            "message": _text(f.get("message")), "glibc": _text(f.get("glibc"))}
+            "message": _text(f.get("message")), "glibc": _glibc(f.get("glibc"))}
+
+
+def _glibc(v) -> Optional[dict]:
+    """A finding's glibc part ({message, operation}: what glibc would abort with)."""
+    if v is None:
+        return None
+    if isinstance(v, dict):
+        return {"message": _text(v.get("message")), "operation": _text(v.get("operation"))}
+    return {"message": _text(v), "operation": None}
 
 
 def parquet_record(row: dict) -> dict:
