@@ -212,15 +212,14 @@ class Symbolizer:
         return found
 
     def _name(self, addr: int) -> Optional[str]:
+        # Only symbols name a module's memory: hosts split and name its mappings
+        # (.bss, relro) differently, and the answer must be the same in every host.
         for p in self.placed:
-            if p.start <= addr < p.end or (p.bias == 0 and p.start == p.end):
-                for t in p.tables:
-                    hit = t.find(addr - p.bias)
-                    if hit is not None:
-                        name, off = hit
-                        return f"<{name}+{off}>" if off else f"<{name}>"
-                if p.start <= addr < p.end:
-                    return f"<{p.name}+{addr - p.start:#x}>"
+            for t in p.tables:
+                hit = t.find(addr - p.bias)
+                if hit is not None:
+                    name, off = hit
+                    return f"<{name}+{off}>" if off else f"<{name}>"
         for lo, hi in self.heaps:
             if lo <= addr < hi:
                 return "[heap]"

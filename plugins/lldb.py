@@ -96,6 +96,12 @@ else:
             frame = thread.GetSelectedFrame() if thread.IsValid() else None
         return evaluate_address(target, frame, text)
 
+    def use_color(debugger) -> bool:
+        """lldb's use-color, on a terminal, without NO_COLOR (as lldb's own output)."""
+        import os
+
+        return bool(debugger.GetUseColor()) and os.isatty(1) and not os.environ.get("NO_COLOR")
+
     class _PtCommand:
         """An lldb command object for one multiheap command (``command script add -c``)."""
 
@@ -114,8 +120,7 @@ else:
         def __call__(self, debugger, command: str, exe_ctx, result) -> None:
             session = session_for(debugger)
             session.evaluate = lambda text: evaluate(debugger, exe_ctx, text)
-            res = run_command(session, self.name, command or "",
-                              color=bool(debugger.GetUseColor()))
+            res = run_command(session, self.name, command or "", color=use_color(debugger))
             if res.output:  # with --json, an error's one JSON document too
                 result.Print(str(res.output))
             if res.error:

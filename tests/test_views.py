@@ -1,0 +1,214 @@
+"""The views of issue 12: ptvis, symbols, colour, completion, help without a target.
+
+tests/programs/vis.c holds every kind of list (tcache, fastbin, unsorted, smallbin,
+largebin) and user data pointing at _IO_2_1_stdout_, a global, the stack and the heap;
+it waits after checkpoint() and is gcore'd.  ptvis must label every listed chunk as
+the program freed it, decode safe-linked fd, name the pointers, and give the same JSON
+in the gdb plugin, the CLI's gdb/MI, lldb and r2.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from harness import BUILD_DIR, PLUGIN_GDB, VENV, build, gdb_env, require
+
+CLI = str(VENV / "bin" / "multiheap")
+ESC = re.compile(r"\x1b\[[0-9;]+m")  # real colour: digits (gdb's own bare ESC[m is not)
+
+
+@pytest.fixture(scope="module")
+def program():
+    """vis waiting after checkpoint(), its gcore and its truth."""
+    require("gdb")
+    exe = build("vis")
+    work = Path(tempfile.mkdtemp(prefix="mh-vis-", dir=BUILD_DIR))
+    truth_path = work / "truth.json"
+    proc = subprocess.Popen([str(exe), str(truth_path), "wait"], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            if truth_path.exists() and truth_path.read_text().endswith("}\n"):
+                break
+            time.sleep(0.02)
+        truth = json.loads(truth_path.read_text())
+        core = work / "vis.core"
+        subprocess.run(["gdb", "-nx", "-batch", "-p", str(proc.pid), "-ex",
+                        f"gcore {core}"], capture_output=True, timeout=120, check=True)
+        yield exe, proc.pid, core, truth
+    finally:
+        proc.kill()
+        proc.wait()
+        for f in work.iterdir():
+            f.unlink()
+        work.rmdir()
+
+
+def gdb_plugin(target: list[str], commands: list[str], env: dict | None = None) -> list[str]:
+    """Each command's output in the gdb plugin (batch), in order."""
+    argv = ["gdb", "-nx", "-batch", "-q", "-ex", "set pagination off", "-ex",
+            "set width 0", "-ex", f"source {PLUGIN_GDB}", *target]
+    for c in commands:
+        argv += ["-ex", "echo ==MH==\\n", "-ex", c]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=240,
+                          env=env or gdb_env())
+    parts = proc.stdout.split("==MH==\n")[1:]
+    assert len(parts) == len(commands), proc.stdout[-2000:] + proc.stderr[-2000:]
+    return parts
+
+
+def cli(backend: str, target: list[str], command: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "--backend", backend, *target, *command.split()],
+                          capture_output=True, text=True, timeout=240)
+
+
+def by_addr(doc: dict) -> dict[int, dict]:
+    return {c["addr"]: c for c in doc["chunks"]}
+
+
+def test_ptvis_labels_decoded_fd_and_symbols(program):
+    """Every list kind labelled where the program put it; fd decoded; pointers named."""
+    _exe, pid, _core, t = program
+    doc_text, text = gdb_plugin(["-p", str(pid)], ["ptvis --all --json", "ptvis --all --raw"])
+    doc = json.loads(doc_text.strip().splitlines()[0])
+    chunks = by_addr(doc)
+    mem = {c["mem"]: c for c in doc["chunks"]}
+    for pos, m in enumerate(reversed(t["tcache30"])):  # freed last = head (#0)
+        assert mem[m]["label"] == f"tcache[1] #{pos}"
+    for pos, m in enumerate(reversed(t["tcache90"])):
+        assert mem[m]["label"] == f"tcache[7] #{pos}"
+    assert [mem[m]["label"] for m in t["fast30"]] == ["fastbin[1] #1", "fastbin[1] #0"]
+    assert mem[t["small90"][0]]["label"] == "smallbin[9]"
+    assert re.fullmatch(r"largebin\[\d+\]", mem[t["large"]]["label"])
+    assert mem[t["unsorted"]]["label"] == "unsorted"
+    assert doc["chunks"][-1]["label"] == "top" and doc["chunks"][-1]["state"] == "top"
+    # safe-linked fd, decoded: each tcache entry points at the next one's user pointer
+    heads = list(reversed(t["tcache30"]))
+    for a, b in zip(heads, heads[1:]):
+        c = mem[a]
+        assert c["fd"] == b and c["fd_raw"] == b ^ (a >> 12)
+    assert mem[t["fast30"][1]]["fd"] == t["fast30"][0] - 16  # fastbins link chunks
+    # symbols: stdout, the global, the stack, the heap; bins point into main_arena
+    names = {p["offset"]: p["symbol"] for p in mem[t["keep"][0]]["pointers"]}
+    assert names[16] == "<_IO_2_1_stdout_>" and names[24] == "<target+16>"
+    assert names[32] == "[stack]" and names[40] == "[heap]"
+    small = {p["offset"]: p["symbol"] for p in mem[t["small90"][0]]["pointers"]}
+    assert re.fullmatch(r"<main_arena\+\d+>", small[16]), small
+    assert all(c["problems"] == [] for c in chunks.values())
+    # the text shows the same, decoded fd with its stored value on demand, zeros folded
+    for label in ("tcache[1] #0", "fastbin[1] #1", "smallbin[9]", "unsorted", "largebin[",
+                  "<_IO_2_1_stdout_>", "<target+16>", "[stack]", "zero bytes", "top"):
+        assert label in text, label
+    head = mem[heads[0]]
+    assert f"raw={head['fd_raw']:#x}" in text and "fd (decoded)" in text
+    assert not ESC.search(text)
+
+
+def test_ptvis_same_json_in_every_host(program):
+    """gdb plugin, gdb/MI, lldb and r2 on the core: one ptvis document."""
+    exe, _pid, core, _t = program
+    cmd = "ptvis --all --json"
+    docs = {"gdb": json.loads(gdb_plugin([str(exe), "-ex", f"core-file {core}"], [cmd])[0]
+                              .strip().splitlines()[0])}
+    for backend in ("gdb-mi", "lldb", "r2"):
+        res = cli(backend, ["--core", str(core), "--exe", str(exe)], cmd)
+        assert res.returncode == 0, f"{backend}: {res.stderr[-2000:]}"
+        docs[backend] = json.loads(res.stdout)
+    symbols = {p["symbol"] for c in docs["gdb"]["chunks"] for p in c["pointers"]}
+    assert "<_IO_2_1_stdout_>" in symbols and "<target+16>" in symbols
+    for backend in ("gdb-mi", "lldb", "r2"):
+        assert docs[backend] == docs["gdb"], backend
+
+
+def test_ptvis_from_user_pointer_and_count(program):
+    _exe, pid, _core, t = program
+    doc = json.loads(cli("gdb-mi", ["--pid", str(pid)],
+                         f"ptvis {t['keep'][0]:#x} -c 2 --json").stdout)
+    assert [c["mem"] for c in doc["chunks"]][0] == t["keep"][0] and len(doc["chunks"]) == 2
+    assert any("-m assumed" in n["message"] for n in doc["notes"])
+
+
+def _pty_gdb(exe: Path, pid: int, lines: list[str], env: dict) -> str:
+    """gdb on a pseudo-terminal (not batch: styling on), running ``lines``."""
+    require("script")
+    work = Path(tempfile.mkdtemp(prefix="mh-pty-", dir=BUILD_DIR))
+    cmds = work / "cmds"
+    cmds.write_text("\n".join(["set pagination off", "set width 0", "set confirm off",
+                               f"source {PLUGIN_GDB}", f"attach {pid}", *lines,
+                               "detach", "quit"]) + "\n")
+    proc = subprocess.run(["script", "-qec", f"gdb -q -nx -x {cmds} {exe}", "/dev/null"],
+                          capture_output=True, text=True, timeout=240, env=env,
+                          stdin=subprocess.DEVNULL)
+    return proc.stdout
+
+
+def _between(text: str, a: str, b: str) -> str:
+    return text.split(a, 1)[1].split(b, 1)[0] if a in text else ""
+
+
+def test_colour_on_a_terminal_only(program, tmp_path):
+    """Colour on a terminal; none through pipe, set logging, batch or NO_COLOR."""
+    exe, pid, _core, _t = program
+    log = tmp_path / "gdb.log"
+    out = _pty_gdb(exe, pid, [
+        "echo ==TTY==\\n", "ptlist -c 3", "ptvis -c 2", "echo ==PIPE==\\n",
+        "pipe ptlist -c 3 | cat", "pipe ptvis -c 2 | cat", "echo ==LOG==\\n",
+        f"set logging file {log}", "set logging overwrite on", "set logging enabled on",
+        "ptlist -c 3", "set logging enabled off", "echo ==END==\\n"], gdb_env())
+    tty = _between(out, "==TTY==", "==PIPE==")
+    piped = _between(out, "==PIPE==", "==LOG==")
+    logged = _between(out, "==LOG==", "==END==")
+    assert "inuse" in tty and ESC.search(tty), out[-3000:]
+    assert "inuse" in piped and not ESC.search(piped), piped
+    assert "inuse" in logged and not ESC.search(logged), logged
+    assert "inuse" in log.read_text() and not ESC.search(log.read_text())
+    no = _pty_gdb(exe, pid, ["echo ==TTY==\\n", "ptlist -c 3", "echo ==END==\\n"],
+                  dict(gdb_env(), NO_COLOR="1"))
+    assert "inuse" in _between(no, "==TTY==", "==END==") and not ESC.search(
+        _between(no, "==TTY==", "==END=="))
+    batch = gdb_plugin(["-p", str(pid)], ["ptlist -c 3"])[0]
+    assert "inuse" in batch and not ESC.search(batch)
+
+
+def test_gdb_completion(program):
+    """Addresses complete as gdb's expressions, options from the parser."""
+    _exe, pid, _core, _t = program
+    kee, js, opts = gdb_plugin(["-p", str(pid)], ["complete ptchunk kee",
+                                                  "complete ptchunk --js",
+                                                  "complete ptvis --"])
+    assert "ptchunk keep" in kee.splitlines()
+    assert js.splitlines() == ["ptchunk --json"]
+    assert {"ptvis --all", "ptvis --raw", "ptvis --json"} <= set(opts.splitlines())
+
+
+@pytest.mark.parametrize("argv", [["pthelp"], ["ptchunk", "-h"], ["ptvis", "--help"],
+                                  ["ptchunk", "-h", "--json"]])
+def test_help_without_a_target(argv):
+    res = subprocess.run([CLI, *argv], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    if "--json" in argv:
+        assert json.loads(res.stdout)["help"].startswith("usage: ptchunk")
+    elif argv == ["pthelp"]:
+        assert "ptvis" in res.stdout and "ptchunk" in res.stdout
+    else:
+        assert res.stdout.startswith(f"usage: {argv[0]}")
+        assert "\n    " not in res.stdout.split("\n\n")[1]  # no leftover indentation
+
+
+def test_unknown_backend_lists_the_known():
+    res = subprocess.run([CLI, "--backend", "foo", "pthelp"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2
+    assert "unknown backend 'foo'" in res.stderr and "gdb-mi" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_no_colour_codes_in_cli_pipe(program):
+    _exe, pid, _core, _t = program
+    res = cli("gdb-mi", ["--pid", str(pid)], "ptvis -c 3")
+    assert res.returncode == 0 and "size=" in res.stdout and not ESC.search(res.stdout)
