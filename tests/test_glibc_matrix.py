@@ -46,7 +46,8 @@ from test_lldb import run_lldb
 from test_r2 import run_r2
 
 COMMANDS = ["ptconfig --json", "ptstats --json", "ptfree --json", "ptbin --json",
-            "ptfast --json", "pttcache --json", "ptarena -l --json", "ptparam --json"]
+            "ptfast --json", "pttcache --json", "ptarena -l --json", "ptparam --json",
+            "ptcheck --json"]
 BUILDS = {b.version: b for b in other_builds()}
 CELLS = [(v, dbg) for v in sorted(BUILDS) + ["system", "i386"] for dbg in (True, False)]
 CELLS.append(("static", False))
@@ -208,6 +209,13 @@ def test_lldb_loads_the_builds_debug_file(glibc):
     # MULTIHEAP_DEBUG_DIRS reached lldb's own search paths (not only multiheap's reader)
     out = lldb_run(glibc, True).results[LLDB_SYMFILE]["out"]
     assert "SYMFILE" in out and str(BUILDS[glibc].debug_dir / ".build-id") in out, out
+
+
+def test_ptcheck_finds_nothing_on_a_healthy_heap(cell):
+    """No false alarm: the scenario's healthy heap gives no findings in this cell."""
+    run, _debug = cell
+    doc = run.json("ptcheck --json")
+    assert doc["findings"] == [] and doc["count"] == 0, doc["findings"][:5]
 
 
 def test_mallinfo_equals_the_targets_own(cell):

@@ -38,6 +38,9 @@ class PtCheck:
         if not found and not out.structured():
             out.text("no problems found")
         emit_tcache_notes(heap, out)
+        why = heap.mmapped_note() if arena is None else None
+        if why:
+            out.note(why)
 
 
 @command("pttry", "what glibc's free(PTR) or malloc(SIZE) would do now (nothing runs)")
