@@ -79,6 +79,8 @@ else:
         key = debugger.GetID()
         if key not in _SESSIONS:
             _SESSIONS[key] = Session(LldbTarget(debugger))
+            from multiheap.adapters.lldb_trace import LldbTracer  # pttrace, pthistory
+            _SESSIONS[key].tracer = LldbTracer(debugger)  # type: ignore[attr-defined]
         return _SESSIONS[key]
 
     def evaluate(debugger, exe_ctx, text: str) -> int:
