@@ -165,3 +165,15 @@ def test_cli_crash_and_kill_leave_valid_trace():
         assert recs[-1]["op"] == "summary" and recs[-1]["end"].startswith(end), recs[-1]
         assert recs[-1]["leaked_chunks"] >= 1, r.stderr
         no_debugger_left(f"{tracee()} {mode}")
+
+
+def test_gdb_watch_catches_write_after_free():
+    d = workdir("uaf")
+    out = d / "t.jsonl"
+    r = _gdb(tracee(), "uaf", [f"pttrace start --watch -o {out}", "continue"], {})
+    recs = trace_records(out)
+    w, = [x for x in recs if x["op"] == "write"]
+    free, = [x for x in recs if x["op"] == "free"]
+    assert w["error"] == "write after free" and w["ptr"] == free["ptr"]
+    assert w["addr"] == free["ptr"] + 16 and w["freed_by"]["seq"] == free["seq"]
+    assert _functions(w["backtrace"])[0] == "main", r.stdout
