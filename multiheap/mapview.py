@@ -242,6 +242,8 @@ def load_trace(path: str) -> dict[str, Any]:
             if not isinstance(ev, dict):
                 raise UsageError(f"trace line {ln} is not a JSON object")
             op = ev.get("op")
+            if op not in OPS and "ptr" not in ev and "result" not in ev:
+                continue  # not a call: the tracer's summary or another record kind
             if op not in OPS:
                 raise UsageError(f"trace line {ln}: unknown op {str(op)[:40]!r} "
                                  f"(known: {', '.join(OPS)})")

@@ -258,7 +258,8 @@ def test_trace_replay_steps_forward_and_back(pages):
 
 @pytest.mark.parametrize("text,why", [
     ("not json\n", "trace line 1 is not JSON"),
-    ('{"op": "mallocx", "size": 1}\n', "unknown op 'mallocx'"),
+    ('{"op": "mallocx", "size": 1, "result": 16}\n', "unknown op 'mallocx'"),
+    ('{"op": "summary", "calls": 0}\n', "has no calls"),
     ('{"op": "malloc", "size": "big"}\n', "size is not a number"),
     ("", "has no calls"),
 ])
