@@ -212,3 +212,27 @@ def test_no_colour_codes_in_cli_pipe(program):
     _exe, pid, _core, _t = program
     res = cli("gdb-mi", ["--pid", str(pid)], "ptvis -c 3")
     assert res.returncode == 0 and "size=" in res.stdout and not ESC.search(res.stdout)
+
+
+@pytest.mark.parametrize("host", ["gdb", "gdb-mi", "lldb", "r2"])
+def test_ptchunk_on_a_user_pointer(program, host):
+    """``ptchunk keep[0]`` without -m shows keep[0]'s chunk and says -m was assumed;
+    a real chunk address gets no such note (failed before: 'mmapped size=0x...')."""
+    exe, _pid, core, t = program
+    user = "keep[0]" if host in ("gdb", "gdb-mi") else f"{t['keep'][0]:#x}"
+    chunk = t["tcache30"][0] - 16
+    cmds = [f"ptchunk {user} --json", f"ptchunk {chunk:#x} --json", f"ptchunk {user}"]
+    if host == "gdb":
+        outs = gdb_plugin([str(exe), "-ex", f"core-file {core}"], cmds)
+    else:
+        outs = []
+        for c in cmds:
+            res = cli(host, ["--core", str(core), "--exe", str(exe)], c)
+            assert res.returncode == 0, res.stderr
+            outs.append(res.stdout)
+    doc, plain, text = json.loads(outs[0]), json.loads(outs[1]), outs[2]
+    assert doc["chunks"][0]["addr"] == t["keep"][0] - 16
+    assert doc["chunks"][0]["state"] == "inuse" and doc["chunks"][0]["size"] == 0x50
+    assert any("-m assumed" in n["message"] for n in doc["notes"])
+    assert plain["chunks"][0]["addr"] == chunk and "notes" not in plain
+    assert "-m assumed" in text and "size=0x50" in text

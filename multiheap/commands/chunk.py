@@ -10,6 +10,7 @@ from multiheap.commands.bins import emit_tcache_notes
 from multiheap.errors import TargetMemoryError, UsageError
 from multiheap.heap import Heap
 from multiheap.heaptypes import IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, Chunk, Stop
+from multiheap.plausible import chunk_or_user_pointer
 
 FLAG_NAMES = ((PREV_INUSE, "P"), (IS_MMAPPED, "M"), (NON_MAIN_ARENA, "A"))
 
@@ -95,6 +96,10 @@ class PtChunk:
             addr = address(session, text)
             if args.mem:
                 addr -= 2 * heap.sz
+            else:  # a user pointer given without -m: its chunk, said (multiheap/plausible.py)
+                addr, assumed, why = chunk_or_user_pointer(heap, addr)
+                if assumed:
+                    out.note(why, addr=addr)
             for i in range(args.count):
                 try:
                     c = heap.chunk(addr)
