@@ -136,8 +136,12 @@ int main(int argc, char **argv)
         char *a = malloc(0x38), *b = malloc(0x38);
         free(a);
         free(b);
-        char *tc = (char *)tcs;
         int idx = (0x40 - 0x20) / 0x10;
+        /* the tcache struct: entries[idx] holds b's user pointer; the counts precede */
+        uintptr_t *w = (uintptr_t *)tcs;
+        while (w[idx] != (uintptr_t)b) w++;
+        int nbins = ver(2, 42) ? 76 : 64;
+        char *tc = (char *)w - nbins * (ver(2, 30) ? 2 : 1);
         if (ver(2, 30)) ((uint16_t *)tc)[idx] += ver(2, 42) ? -2 : 2;
         else ((uint8_t *)tc)[idx] += 2;
         victim = (uintptr_t)tc;
