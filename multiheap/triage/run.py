@@ -230,6 +230,9 @@ def _close(client, cluster) -> None:
             pass
     for pid in started + [p for p in descendants(os.getpid()) if p not in started]:
         try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"multiprocessing.resource_tracker" in f.read():
+                    continue  # ours for the process's life; ends when we do
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
