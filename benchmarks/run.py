@@ -24,7 +24,7 @@ def gdb_once(exe: Path, chunks: int, what: str) -> dict:
     cmd = ["gdb", "-nx", "-batch", "-q", "-iex", "set debuginfod enabled off",
            "-ex", f"source {ROOT / 'plugins' / 'gdb.py'}", "-ex", "break checkpoint",
            "-ex", f"run {chunks}", "-ex", f"source {HERE / 'gdb_measure.py'}", str(exe)]
-    if what.startswith("ptlist"):
+    if what.startswith(("ptlist", "ptcheck", "pttry", "ptfind")):
         what = f"pipe {what} | cat > /dev/null"
     env = dict(os.environ, MH_BENCH=what, MULTIHEAP_VENV=sys.prefix)
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -39,7 +39,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_bigheap(Path(tmp))
         results = {}
-        for what in ("floor", "ptstats", "ptstats --json", "ptlist"):
+        for what in ("floor", "ptstats", "ptstats --json", "ptlist", "ptcheck --json",
+                     "pttry malloc 0x18", "pttry free ((char*)main_arena.top)-0x10",
+                     "ptfind ((char*)main_arena.top)-8"):
             runs = [gdb_once(exe, args.chunks, what) for _ in range(args.repeat)]
             best = min(runs, key=lambda r: r["seconds"])
             best["peak_extra"] = max(r["peak_extra"] for r in runs)
@@ -50,9 +52,12 @@ def main() -> int:
     for what, r in results.items():
         print(f"{what:<16}{r['seconds']:>9.3f}{r['seconds'] / fl:>9.2f}"
               f"{r['peak_extra'] / 1e6:>15.1f}")
+    quick = [r["seconds"] for w, r in results.items() if w.startswith(("pttry", "ptfind"))]
     ok = (results["ptstats"]["seconds"] <= 3 * fl and results["ptlist"]["seconds"] <= 8 * fl
+          and results["ptcheck --json"]["seconds"] <= 5 * fl and max(quick) < 0.3
           and all(r["peak_extra"] < 300e6 for r in results.values()))
-    print("targets (ptstats <= 3x, ptlist <= 8x, peak < 300 MB):", "met" if ok else "MISSED")
+    print("targets (ptstats <= 3x, ptlist <= 8x, ptcheck <= 5x, pttry/ptfind < 0.3 s, "
+          "peak < 300 MB):", "met" if ok else "MISSED")
     return 0 if ok else 1
 
 

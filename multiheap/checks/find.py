@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -47,17 +48,21 @@ def _walk_to(heap, arena, seg, addr: int) -> Optional[int]:
     except TargetMemoryError:
         return None
     sz = heap.sz
-    unpack = heap._word.unpack_from
-    o, top = seg.start - base, arena.top - base
-    want = addr - base
-    minsize = heap.p.minsize
-    while o + 2 * sz <= len(buf):
-        size = unpack(buf, o + sz)[0] & ~SIZE_BITS
-        if o == top:
-            return o + base if want < o + max(size, 2 * sz) else None
-        if size < minsize:
+    shift = 3 if sz == 8 else 2
+    if (seg.start - base) % sz or heap.cfg.endian != sys.byteorder:
+        return None
+    words = memoryview(buf)[:len(buf) - len(buf) % sz].cast("Q" if sz == 8 else "I")
+    w, top = (seg.start - base) // sz, (arena.top - base) // sz
+    want = (addr - base) // sz
+    minsize, low = heap.p.minsize, ~(SIZE_BITS >> shift)
+    n = len(words)
+    while w + 1 < n:  # the hot loop: one index and a shift per chunk
+        step = (words[w + 1] >> shift) & low
+        if w == top:
+            return w * sz + base if want < w + max(step, 2) else None
+        if step < minsize >> shift:
             return None
-        if o <= want < o + size:
-            return o + base
-        o += size
+        if w <= want < w + step:
+            return w * sz + base
+        w += step
     return None
