@@ -152,11 +152,10 @@ class GdbTracer(TraceControl):
         if op in RETURNS:
             if ret not in self._returns:
                 self._returns[ret] = _Return(self, ret)
-        if stop and self.tracker is not None and self.tracker.last_error is not None:
-            e = self.tracker.last_error
-            gdb.write(f"multiheap: {e['error']}: {op}({e['ptr']:#x}) in thread {tid}, "
-                      "stopped before glibc runs (pttrace show --errors)\n")
         return stop
+
+    def _say(self, text: str) -> None:
+        gdb.write(text)
 
     def on_return(self) -> None:
         frame = gdb.newest_frame()
@@ -179,9 +178,6 @@ class GdbTracer(TraceControl):
         frames = [Frame(frame.pc(), frame.name())] + self._frames(frame)[:max(
             0, self.opts.backtrace - 1)]
         hit = self.watch_hit(tid, addr, frames)
-        if hit:
-            gdb.write(f"multiheap: write after free at {addr:#x} in "
-                      f"{frames[0].function or hex(frames[0].pc)} (thread {tid})\n")
         return hit and self.opts.break_on_error
 
     # watchpoints -------------------------------------------------------------------

@@ -58,7 +58,8 @@ class MiTrace:
         return self.mi.console("python " + code)
 
     def _status(self) -> dict:
-        out = self._py("import json as _j; print(_j.dumps(SESSION.tracer.status()))")
+        out = self._py("import json as _j; gdb.write(_j.dumps(SESSION.tracer.status()) + "
+                       "chr(10))")
         for line in out.splitlines()[::-1]:
             if line.startswith("{"):
                 return json.loads(line)
@@ -71,8 +72,8 @@ class MiTrace:
             "exec(\"from multiheap.trace import TraceOptions as _O\\ntry:\\n "
             f"SESSION.tracer.start(_O(backtrace={o.backtrace}, "
             f"break_on_error={o.break_on_error}, watch={o.watch}, output={o.output!r}, "
-            f"complete={o.complete}))\\n print('@ok')\\nexcept Exception as _e:\\n "
-            "print('@' + str(_e))\")")
+            f"complete={o.complete}))\\n gdb.write('@ok' + chr(10))\\nexcept Exception as _e:\\n "
+            "gdb.write('@' + str(_e) + chr(10))\")")
         lines = [ln for ln in out.splitlines() if ln.startswith("@")]
         why = lines[-1][1:] if lines else "no answer from gdb"
         return None if why == "ok" else why

@@ -7,6 +7,7 @@ runs a program (or attaches) under an SBDebugger of its own for ``multiheap trac
 from __future__ import annotations
 
 import shlex
+import sys
 from typing import Callable, Optional
 
 from multiheap.adapters.lldb import LldbTarget, lldb
@@ -131,11 +132,11 @@ class LldbTracer(TraceControl):
             bp.SetScriptCallbackFunction(f"{_ME}._on_return")
             _BY_BP[(self.debugger.GetID(), bp.GetID())] = (self, "")
             self._returns[ret] = bp.GetID()
-        if stop and self.tracker is not None and self.tracker.last_error is not None:
-            e = self.tracker.last_error
-            print(f"multiheap: {e['error']}: {op}({e['ptr']:#x}) in thread {tid}, "
-                  "stopped before glibc runs (pttrace show --errors)")
         return stop
+
+    def _say(self, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
     def on_return(self, frame) -> None:
         thread = frame.GetThread()

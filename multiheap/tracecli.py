@@ -10,6 +10,7 @@ Exit status: 0 when no error was caught, 1 when one was, 2 for bad usage.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shlex
 import shutil
@@ -21,7 +22,11 @@ from multiheap.errors import MultiheapError, UsageError
 from multiheap.trace import TraceOptions
 from multiheap.trace.query import describe, records, summary_lines
 
-BACKENDS = ("gdb-mi", "lldb")
+# backend -> "module:class" of its trace driver, loaded by name like an entry point (the
+# engine never imports an adapter directly)
+DRIVERS = {"gdb-mi": "multiheap.adapters.gdbmi_trace:MiTrace",
+           "lldb": "multiheap.adapters.lldb_trace:CliTrace"}
+BACKENDS = tuple(DRIVERS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,13 +90,14 @@ def main(argv: list[str]) -> int:
     _check(args)
     opts = TraceOptions(backtrace=args.backtrace, break_on_error=args.break_on_error,
                         watch=args.watch, output=args.output, complete=args.run is not None)
-    if args.backend == "lldb":
-        from multiheap.adapters.lldb_trace import CliTrace as Driver
-    else:
-        from multiheap.adapters.gdbmi_trace import MiTrace as Driver
+    module, _, name = DRIVERS[args.backend].partition(":")
+    try:
+        driver = getattr(importlib.import_module(module), name)
+    except ImportError as e:
+        raise UsageError(f"backend {args.backend} is not usable here: {e}") from None
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_exit)
-    tracer = Driver(opts, run=args.run, pid=args.pid)
+    tracer = driver(opts, run=args.run, pid=args.pid)
     detach = args.pid is not None
     try:
         tracer.start()

@@ -18,7 +18,11 @@ def _tracer(session):
     tracer = getattr(session, "tracer", None)
     if tracer is None:
         host = getattr(session.target, "name", "this host")
-        raise UsageError(f"tracing is not supported in {host}")
+        if host == "r2":
+            raise UsageError("tracing is not supported in radare2 (use gdb, lldb or "
+                             "`multiheap trace --run 'PROG ARGS'`)")
+        raise UsageError(f"tracing is not supported in {host} (use gdb, lldb or "
+                         "`multiheap trace --run 'PROG ARGS'`)")
     return tracer
 
 

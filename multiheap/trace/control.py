@@ -169,7 +169,12 @@ class TraceControl:
             self.writer.flush()  # type: ignore[union-attr]  # on disk before glibc runs
         if op == "free" and not error and self.opts.watch and values[0]:
             self._rewatch(values[0])
-        return bool(error and self.opts.break_on_error)
+        stop = bool(error and self.opts.break_on_error)
+        if stop and self.tracker.last_error is not None:
+            e = self.tracker.last_error
+            self._say(f"multiheap: {e['error']}: {op}({e['ptr']:#x}) in thread {tid}, "
+                      "stopped before glibc runs (pttrace show --errors)\n")
+        return stop
 
     def match_return(self, tid: int, sp: int) -> Optional[Call]:
         """The pending call of thread ``tid`` that returns to stack pointer ``sp``."""
@@ -214,6 +219,8 @@ class TraceControl:
         self.tracker.last_error = rec
         self.writer.write(rec)
         self.writer.flush()
+        where = frames[0].function or f"{frames[0].pc:#x}" if frames else "?"
+        self._say(f"multiheap: write after free at {addr:#x} in {where} (thread {tid})\n")
         return True
 
     def _rewatch(self, ptr: int) -> None:
@@ -234,6 +241,9 @@ class TraceControl:
             self._unwatch_addr(ptr + WATCH_OFFSET)
 
     # the host's part ---------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        """Show a line to the user at a stop (the host's console)."""
+
     def _check_target(self) -> None:
         """Raise UsageError when there is nothing to trace."""
 

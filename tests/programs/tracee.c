@@ -114,11 +114,14 @@ static void *work(void *arg)
     return 0;
 }
 
+static void *volatile sink;
+
 static void *spin(void *arg)
 {
     long n = (long)arg;
     for (long i = 0; i < n; i++) {
         void *p = malloc(32 + (size_t)(i & 63));
+        sink = p;  /* escapes: the pair is not optimised away */
         free(p);
     }
     return 0;
