@@ -321,20 +321,12 @@ class R2Target:
                     v = int(self.cmd(f"dr {reg}").strip() or "0", 16)
                 except ValueError:
                     continue
-                if v > 0xFFFF and self._is_tcb(v):
-                    return v
+                if v > 0xFFFF:
+                    return v  # discovery checks that a tcbhead is there
             return None
         finally:
             if switch:
                 self.cmd(f"dpt={cur}")
-
-    def _is_tcb(self, tp: int) -> bool:
-        """tcbhead_t starts with a pointer to itself (x86 TLS variant II)."""
-        ps = self.pointer_size
-        try:
-            return int.from_bytes(self.read(tp, ps), self.endianness) == tp
-        except MultiheapError:
-            return False
 
     def _core_file(self) -> Optional[str]:
         if self._core_path:
@@ -390,21 +382,8 @@ class R2Target:
         return out
 
     def tls_symbol(self, name: str, thread: Thread) -> Optional[int]:
-        """libc's TLS variable from its build-id debug file (r2 reads no DWARF)."""
-        from multiheap.debugfile import tls_address
-
-        return tls_address(self, name, thread, check=self._plausible_tcache)
-
-    def _plausible_tcache(self, slot: int) -> bool:
-        ps = self.pointer_size
-        try:
-            v = int.from_bytes(self.read(slot, ps), self.endianness)
-            if v == 0:
-                return True
-            size = int.from_bytes(self.read(v - ps, ps), self.endianness) & ~7
-            return 0x80 <= size <= 0x1000
-        except MultiheapError:
-            return False
+        """r2 reads no DWARF: discovery's build-id debug-file route finds TLS variables."""
+        return None
 
     def close(self) -> None:
         if self._mem is not None:

@@ -215,9 +215,10 @@ def libc_debug(target: Target) -> Optional[LibcDebug]:
 
 
 # -- thread-local variables through the DTV --------------------------------------------
-def tls_address(target: Target, name: str, thread: Thread,
-                 check: Optional[Callable[[int], bool]] = None) -> Optional[int]:
-    """Address of libc's thread-local ``name`` in ``thread``, from the debug file.
+def tls_address(target: Target, name: str, thread: Thread, tp: Optional[int],
+                check: Optional[Callable[[int], bool]] = None) -> Optional[int]:
+    """Address of libc's thread-local ``name`` in ``thread`` (thread pointer ``tp``),
+    from the debug file.
 
     libc's TLS block is ``dtv[modid]`` of the thread's DTV (``tcbhead_t.dtv``, one
     word after the thread pointer).  libc's module id is not known without ld.so's
@@ -234,8 +235,7 @@ def tls_address(target: Target, name: str, thread: Thread,
     off = lib.file.tls_value(name)
     if off is None:
         return None
-    tp = target.thread_pointer(thread)
-    if not tp:
+    if not tp:  # the thread's pointer, as discovery found it
         return None
     ps = target.pointer_size
     order = "little" if target.endianness == "little" else "big"

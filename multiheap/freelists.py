@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from multiheap.errors import MultiheapError, TargetMemoryError
+from multiheap.errors import TargetMemoryError
 from multiheap.heaptypes import (
     IS_MMAPPED,
     MAX_LIST,
@@ -20,8 +20,6 @@ from multiheap.heaptypes import (
     Stop,
     Tcache,
 )
-from multiheap.locate import guess_tcache_offset, thread_pointer
-from multiheap.target import Thread
 
 
 class FreeLists:
@@ -176,11 +174,9 @@ class FreeLists:
         """Each thread's tcache pointer, lists not walked yet (cached)."""
         if self._tc_heads is None:
             self._tc_heads = []
-            if self.L_tcache is not None:
-                offset = self.overrides.tcache_offset
-                for t in self.target.threads():
-                    addr, how = self._tcache_pointer(t, offset)
-                    self._tc_heads.append(Tcache(t, addr, how))
+            if self.L_tcache is not None:  # found by discovery, before this Heap
+                for tf in self.cfg.threads:
+                    self._tc_heads.append(Tcache(tf.thread, tf.tcache.value, tf.tcache.how))
         return self._tc_heads
 
     def tcaches(self) -> list[Tcache]:
@@ -191,29 +187,6 @@ class FreeLists:
                     self._tcache_bins(tc)
             self._tcaches = self.tcache_heads()
         return self._tcaches
-
-    def _tcache_pointer(self, t: Thread, offset: Optional[int]) -> tuple[Optional[int], str]:
-        tp = None
-        if offset is None:
-            try:
-                slot = self.target.tls_symbol("tcache", t)
-            except MultiheapError:
-                slot = None
-            if slot is not None:
-                try:
-                    return self.mem.ptr(slot), "debug info (TLS variable tcache)"
-                except TargetMemoryError:
-                    return None, f"TLS slot {slot:#x} is unreadable"
-        tp = thread_pointer(self.target, self.cfg, t)  # the register, else memory
-        how = f"thread pointer {offset:+#x}" if offset is not None else ""
-        if offset is None:  # no debug info for the TLS variable: heuristics
-            offset, how = guess_tcache_offset(self.target, self.cfg, self.target.threads())
-        if offset is not None and tp is not None:
-            try:
-                return self.mem.ptr(tp + offset), how
-            except TargetMemoryError:
-                return None, f"thread pointer {tp:#x}{offset:+#x} is unreadable"
-        return None, f"not found (no debug info for the TLS variable tcache; {how})"
 
     def tcache_missing(self) -> list[tuple[Tcache, str]]:
         """Threads whose tcache could not be read, with why: (tcache, reason).

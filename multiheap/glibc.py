@@ -57,24 +57,3 @@ def version_from_memory(target: Target, module: Optional[Module]) -> Optional[Ve
         if m:
             return int(m.group(1)), int(m.group(2))
     return None
-
-
-def detect_version(target: Target) -> tuple[Optional[Version], str]:
-    """(version, how) from libc's banner; (None, reason) when there is no glibc."""
-    libc = find_libc(target)
-    if libc is not None:
-        v = version_from_file(libc.path)
-        if v:
-            return v, f"banner in {libc.path}"
-    v = version_from_memory(target, libc)
-    if v:
-        return v, "banner in libc's memory"
-    if libc is None:
-        musl = next((m.path for m in target.modules()
-                     if "ld-musl" in os.path.basename(m.path)
-                     or "libc.musl" in os.path.basename(m.path)), None)
-        if musl:
-            return None, (f"this program runs on musl libc ({musl}), not glibc: "
-                          "multiheap reads glibc's ptmalloc heaps only")
-        return None, "no libc.so.6 among the target's modules (static or not glibc?)"
-    return None, f"no glibc version banner in {libc.path}"

@@ -10,11 +10,11 @@ from __future__ import annotations
 import struct
 from typing import Optional
 
+from multiheap.discovery import Config, Overrides
 from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
 from multiheap.freelists import FreeLists
 from multiheap.heaptypes import MAX_ARENAS, Arena, Chunk, FreeList, HeapSegment, Stop, Tcache
 from multiheap.layouts import Layout, layout
-from multiheap.locate import Config, Overrides
 from multiheap.memory import Memory
 from multiheap.target import Target
 from multiheap.walks import ChunkWalks

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from multiheap.discovery import Overrides, discover
 from multiheap.heap import Heap
-from multiheap.locate import Overrides, locate
 from multiheap.meta import MetaStore
 from multiheap.target import Target
 
@@ -33,7 +33,7 @@ class Session:
     def heap(self) -> Heap:
         gen = self.target.generation()
         if self._heap is None or gen != self._gen:
-            cfg = locate(self.target, self.overrides)
+            cfg = discover(self.target, self.overrides)  # every fact, before the Heap
             self._heap = Heap(self.target, cfg, self.overrides)
             self._gen = gen
         return self._heap

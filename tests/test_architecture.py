@@ -71,4 +71,4 @@ def test_every_command_is_defined_once():
             if f'@command("{name}"' in path.read_text():
                 defs.setdefault(name, []).append(path.name)
     assert {n: len(v) for n, v in defs.items()} == {n: 1 for n in COMMANDS}
-    assert len(COMMANDS) == 12
+    assert len(COMMANDS) >= 12  # others add commands; each still defined once

@@ -17,10 +17,10 @@ import pytest
 from imagebuild import TCACHE_KEY, build_image
 
 from multiheap.commands import run_command
+from multiheap.discovery import discover as locate
 from multiheap.errors import NotFoundError
 from multiheap.heap import Heap
 from multiheap.layouts import Params, layout
-from multiheap.locate import locate
 from multiheap.session import Session
 
 VERSIONS = [(2, m) for m in range(23, 44)]

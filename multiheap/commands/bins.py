@@ -103,7 +103,9 @@ def emit_tcaches(heap: Heap, out, thread=None) -> None:
 
 def emit_tcache(heap: Heap, tc: Tcache, out) -> None:
     t = tc.thread
-    where = f"{tc.addr:#x}" if tc.addr else f"not found: {tc.how}"
+    where = f"{tc.addr:#x}" if tc.addr else \
+        ("none: no tcache yet (this thread has not allocated)" if tc.addr == 0
+         else f"not found: {tc.how}")
     out.begin(title=f"thread {t.num} (tid {t.tid}) tcache @ {where}")
     if out.structured():
         out.field("thread", t.num)
@@ -131,7 +133,7 @@ def emit_tcache(heap: Heap, tc: Tcache, out) -> None:
     for msg, data in mine:
         out.note(msg, **data)
     if not mine and tc.addr == 0:
-        out.note(f"thread {t.num}: no tcache yet (its pointer is NULL; {tc.how})")
+        out.note(f"thread {t.num}: no tcache yet (this thread has not allocated)")
     out.end()
 
 

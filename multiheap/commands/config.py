@@ -6,8 +6,8 @@ import copy
 
 from multiheap import glibc
 from multiheap.commands.base import address, command, offset
+from multiheap.discovery import Overrides
 from multiheap.errors import MultiheapError, UsageError
-from multiheap.locate import Overrides
 
 
 @command("ptconfig", "glibc version, word size, where each structure was found and how",
@@ -81,7 +81,8 @@ class PtConfig:
         out.begin("structures", title="structures")
         for name, addr in (("main_arena", cfg.main_arena), ("mp_", cfg.mp)):
             out.begin(name)
-            out.item(name + " @ {addr:#x}  ({how})", addr=addr, how=cfg.how[name])
+            out.item(name + " @ {addr:#x}  ({how})", addr=addr, how=cfg.how[name],
+                     rejected=list(cfg.facts[name].rejected))
             out.end()
         tcs = heap.tcaches() if p.has_tcache else []
         found = [tc for tc in tcs if tc.addr]
@@ -110,6 +111,31 @@ class PtConfig:
             out.field("libc_file", f"{lf.path} (load bias {bias} from {lf.bias_how})",
                       label="ELF read for heuristics")
         out.field("version_how", cfg.how["version"], label="version found by")
+        _routes(cfg, out)
         for w in heap.notes:
             out.note(w)
         out.end()
+
+
+def _routes(cfg, out) -> None:
+    """Per fact: the route that found it and each route tried before, with why not."""
+    rows = [(name, f) for name, f in cfg.facts.items()]
+    for tf in cfg.threads:
+        rows.append((f"thread {tf.thread.num} pointer", tf.pointer))
+        rows.append((f"thread {tf.thread.num} tcache", tf.tcache))
+    out.begin_list("routes", title="how each fact was found")
+    for name, f in rows:
+        value = None if name == "version" else f.value
+        shown = "" if value is None else f" = {value:#x}"
+        out.begin(title=f"{name}{shown}: {f.how}")
+        if out.structured():
+            out.field("fact", name)
+            out.field("value", value)
+            out.field("found_by", f.how if f.found else None)
+            out.field("why_not_found", None if f.found else f.how)
+        out.begin_list("rejected")
+        for r in f.rejected:
+            out.item("tried and rejected: {route}", route=r)
+        out.end_list()
+        out.end()
+    out.end_list()

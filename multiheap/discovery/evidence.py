@@ -1,6 +1,9 @@
-"""Finding main_arena, mp_ and the tcache without debug info, and checking every guess.
+"""Evidence for discovery without debug info: libc's ELF file, memory scans, and the
+invariants every guess by content is checked against.
 
-Routes, most trusted first:
+This module finds candidates and checks them; which route is tried when, and what is
+reported, is :mod:`multiheap.discovery.routes` and :mod:`multiheap.discovery.threads`.
+The evidence:
 
 - libc's own ELF file (pyelftools): ``main_arena``'s static initializer sets
   ``.next = &main_arena`` and ``.attached_threads = 1``, so in ``.data`` (with RELA
@@ -25,15 +28,15 @@ from functools import lru_cache
 from typing import Callable, Optional
 
 from multiheap.errors import MultiheapError, TargetMemoryError
+from multiheap.heaptypes import MAX_ARENAS
 from multiheap.layouts import Layout, Params, layout
 from multiheap.memory import lowest_mapping, region_contents, same_file
-from multiheap.target import Region, Target, Thread
+from multiheap.target import Region, Target
 
 _R_RELATIVE = 8  # R_X86_64_RELATIVE and R_386_RELATIVE
 _TPOFF_ADD = {18, 14}  # R_X86_64_TPOFF64, R_386_TLS_TPOFF: slot holds a (negative) offset
 _TPOFF_SUB = {37}  # R_386_TLS_TPOFF32: slot holds the offset to subtract
 TLS_SCAN = 0x2000  # bytes below the thread pointer searched when no relocation helps
-MAX_ARENAS = 4096
 
 
 @dataclass
@@ -480,23 +483,6 @@ def tls_offsets(target: Target, facts: Optional[ElfFacts], bias: Optional[int],
         off = v * sign
         if -(1 << 20) < off < 0 and off not in out:
             out.append(off)
-    return out
-
-
-def thread_pointers(target: Target, threads: list[Thread], sz: int,
-                    endian: str = "little") -> dict[int, Optional[int]]:
-    """{thread num: thread pointer}: the host's register, else a memory scan."""
-    out: dict[int, Optional[int]] = {}
-    for t in threads:
-        try:
-            out[t.num] = target.thread_pointer(t)
-        except MultiheapError:
-            out[t.num] = None
-    missing = [t for t in threads if not out[t.num]]
-    if missing:
-        found = scan_thread_pointers(target, [t.tid for t in missing], sz, endian)
-        for t in missing:
-            out[t.num] = found.get(t.tid)
     return out
 
 
