@@ -72,3 +72,38 @@ def test_every_command_is_defined_once():
                 defs.setdefault(name, []).append(path.name)
     assert {n: len(v) for n, v in defs.items()} == {n: 1 for n in COMMANDS}
     assert len(COMMANDS) >= 12  # others add commands; each still defined once
+
+
+# -- discovery (multiheap/discovery/) ---------------------------------------------------
+DISCOVERY = ROOT / "multiheap" / "discovery"
+# What the rest of the engine may take from discovery: the plain data and discover().
+DISCOVERY_API = {"multiheap.discovery", "multiheap.discovery.facts"}
+# Each fallback has one home: the function names below are defined once, in discovery,
+# and called nowhere outside it.
+ONE_HOME = ("scan_thread_pointers", "tcbhead_at", "is_tcb", "find_tcache_offset", "check_arena",
+            "check_mp", "arena_candidates_in_file", "mp_candidates_in_file", "tls_address")
+
+
+def test_nothing_outside_discovery_discovers():
+    """Walks, free lists, commands and adapters never reach into discovery's routes."""
+    for path in [*(ROOT / "multiheap").rglob("*.py"), *(ROOT / "adapters").glob("*.py")]:
+        if DISCOVERY in path.parents:
+            continue
+        bad = {n for n in _imports(path) if n.startswith("multiheap.discovery.")
+               and n not in DISCOVERY_API}
+        if (ROOT / "adapters") in path.parents:  # adapters: no discovery at all
+            bad |= {n for n in _imports(path) if n.startswith("multiheap.discovery")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+        text = path.read_text()
+        calls = [f for f in ONE_HOME if f"{f}(" in text and f"def {f}(" not in text]
+        assert not calls, f"{path.relative_to(ROOT)} calls {calls} (discovery's own)"
+
+
+def test_each_fallback_is_defined_once():
+    sources = [*(ROOT / "multiheap").rglob("*.py"), *(ROOT / "adapters").glob("*.py")]
+    for name in ONE_HOME:
+        homes = [(p.relative_to(ROOT), n) for p in sources
+                 for n in [p.read_text().count(f"def {name}(")] if n]
+        assert len(homes) == 1 and homes[0][1] == 1, (name, homes)
+    old = [p for p in ("multiheap/locate.py", "multiheap/heuristics.py") if (ROOT / p).exists()]
+    assert not old, f"{old}: discovery lives in multiheap/discovery/"

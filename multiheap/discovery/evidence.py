@@ -385,6 +385,17 @@ def check_tcache(target: Target, ptr: int, p: Params, endian: str = "little",
     return None
 
 
+def tcbhead_at(buf: bytes, off: int, addr: int, fmt: struct.Struct,
+               strict: bool = False) -> bool:
+    """The one check that ``buf[off:]`` (at ``addr``) holds x86's ``tcbhead_t``
+    {tcb, dtv, self}: tcb and self hold ``addr`` (``strict``), or one of them does."""
+    sz = fmt.size
+    if not 0 <= off <= len(buf) - 3 * sz:
+        return False
+    tcb, self_ = fmt.unpack_from(buf, off)[0], fmt.unpack_from(buf, off + 2 * sz)[0]
+    return (tcb == addr and self_ == addr) if strict else addr in (tcb, self_)
+
+
 def scan_thread_pointers(target: Target, tids: list[int], sz: int,
                          endian: str = "little") -> dict[int, int]:
     """{tid: thread pointer} found in memory, for hosts that cannot give the register.
@@ -402,10 +413,6 @@ def scan_thread_pointers(target: Target, tids: list[int], sz: int,
     out: dict[int, int] = {}
     tid_at: Optional[int] = None
 
-    def is_tcb(buf: bytes, off: int, a: int) -> bool:
-        return 0 <= off <= len(buf) - 3 * sz and fmt.unpack_from(buf, off)[0] == a \
-            and fmt.unpack_from(buf, off + 2 * sz)[0] == a
-
     for r in regions:
         lo, hi = (r.start, min(r.end, r.start + 0x40000)) if r.name == "[heap]" else \
             (max(r.start, r.end - 0x40000), r.end)
@@ -414,7 +421,7 @@ def scan_thread_pointers(target: Target, tids: list[int], sz: int,
         except TargetMemoryError:
             continue
         for off in range(0, len(buf) - 3 * sz + 1, sz):
-            if not is_tcb(buf, off, lo + off):
+            if not tcbhead_at(buf, off, lo + off, fmt, strict=True):
                 continue
             body = buf[off:off + 0x1000]
             for tid in tids:
@@ -438,7 +445,7 @@ def scan_thread_pointers(target: Target, tids: list[int], sz: int,
                         head = target.read(a, 3 * sz)
                     except TargetMemoryError:
                         continue
-                    if a % sz == 0 and is_tcb(head, 0, a):
+                    if a % sz == 0 and tcbhead_at(head, 0, a, fmt, strict=True):
                         out[tid] = a
             if len(out) == len(tids):
                 return out

@@ -10,6 +10,7 @@ libc's TPOFF relocations or a scan below the thread pointer.  A NULL pointer is
 
 from __future__ import annotations
 
+import struct
 from typing import Callable, Optional
 
 from multiheap import debugfile
@@ -29,9 +30,13 @@ def _word(target: Target, addr: int, sz: int, endian: str) -> Optional[int]:
 
 
 def is_tcb(target: Target, tp: int, sz: int, endian: str) -> bool:
-    """``tcbhead_t`` starts {tcb, dtv, self}: tcb or self holds the address itself."""
-    return tp > 0xFFFF and tp in (_word(target, tp, sz, endian),
-                                  _word(target, tp + 2 * sz, sz, endian))
+    """Does the thread pointer ``tp`` point at a ``tcbhead_t`` (evidence.tcbhead_at)?"""
+    try:
+        head = target.read(tp, 3 * sz)
+    except MultiheapError:
+        return False
+    fmt = struct.Struct(("<" if endian == "little" else ">") + ("Q" if sz == 8 else "I"))
+    return tp > 0xFFFF and evidence.tcbhead_at(head, 0, tp, fmt)
 
 
 def thread_pointers(target: Target, threads: list[Thread], sz: int,
