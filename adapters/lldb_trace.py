@@ -6,6 +6,8 @@ runs a program (or attaches) under an SBDebugger of its own for ``multiheap trac
 
 from __future__ import annotations
 
+import functools
+import itertools
 import shlex
 import sys
 from typing import Callable, Optional
@@ -17,38 +19,43 @@ from multiheap.trace.records import RETURNS
 from multiheap.trace.symbols import entry_points
 
 _REGS = ("rdi", "rsi", "rdx")
-_BY_BP: dict[tuple[int, int], tuple[LldbTracer, str]] = {}  # (debugger, bp id) -> op
 _ME = "multiheap.adapters.lldb_trace"
 _ARGC = {"free": 1, "malloc": 1, "valloc": 1, "pvalloc": 1, "posix_memalign": 3,
          "reallocarray": 3}
+# Each breakpoint's callback gets its handler's number in extra_args: no per-stop
+# look-up through SB objects (debugger, target, breakpoint ids).  (A callback *body*
+# costs more: lldb wraps it in code copying its session dictionary at every stop.)
+_H: dict[int, Callable] = {}
+_TOKENS = itertools.count(1)
+_BODY = "return __import__('sys').modules['" + _ME + "']._H[{}](frame)"
 
 
-def _on_entry(frame, bp_loc, internal_dict) -> bool:
-    key = (frame.GetThread().GetProcess().GetTarget().GetDebugger().GetID(),
-           bp_loc.GetBreakpoint().GetID())
-    found = _BY_BP.get(key)
-    return found[0].on_entry(frame, found[1]) if found else False
+def _handler(fn: Callable) -> int:
+    token = next(_TOKENS)
+    _H[token] = fn
+    return token
 
 
-def _on_return(frame, bp_loc, internal_dict) -> bool:
-    key = (frame.GetThread().GetProcess().GetTarget().GetDebugger().GetID(),
-           bp_loc.GetBreakpoint().GetID())
-    found = _BY_BP.get(key)
-    if found:
-        found[0].on_return(frame)
-    return False
+def _hit(frame, bp_loc, extra_args, internal_dict) -> bool:
+    return _H[extra_args.GetValueForKey("t").GetIntegerValue()](frame)
 
 
 class LldbTracer(TraceControl):
-    """``session.tracer`` in the lldb plugin, and the tracer of ``CliTrace``."""
+    """``session.tracer`` in the lldb plugin, and the tracer of ``CliTrace``.
+
+    Per stop it asks lldb only for what it must: the thread id, the stack pointer
+    (``GetSP``, no register value object), the argument registers the call has, the
+    frames of the backtrace (lldb's own unwinder, which also loads the stack page the
+    return address is then read from), and on return ``rax``."""
 
     host = "lldb"
 
     def __init__(self, debugger) -> None:
         super().__init__()
         self.debugger = debugger
-        self._bps: list[int] = []
-        self._returns: dict[int, int] = {}
+        self._bps: dict[int, int] = {}  # breakpoint id -> handler token
+        self._returns: dict[int, int] = {}  # return address -> breakpoint id
+        self._watches: dict[int, tuple[int, int]] = {}  # addr -> (watchpoint id, token)
         self._names: dict[int, Optional[str]] = {}
         self.signal: Optional[tuple[int, str]] = None  # the last signal the program got
 
@@ -62,23 +69,31 @@ class LldbTracer(TraceControl):
         if "x86_64" not in self._target().GetTriple():
             raise UsageError("tracing supports x86_64 programs only")
 
+    def _breakpoint(self, addr: int, fn: Callable) -> int:
+        bp = self._target().BreakpointCreateByAddress(addr)
+        token = _handler(fn)
+        data = lldb.SBStructuredData()
+        data.SetFromJSON(f'{{"t": {token}}}')
+        bp.SetScriptCallbackFunction(f"{_ME}._hit", data)
+        self._bps[bp.GetID()] = token
+        return bp.GetID()
+
     def _install(self) -> None:
         points, self.libc_ranges = entry_points(LldbTarget(self.debugger))
         self.debugger.HandleCommand(f"script import {_ME}")
-        t = self._target()
         for addr, op in points.items():
-            bp = t.BreakpointCreateByAddress(addr)
-            bp.SetScriptCallbackFunction(f"{_ME}._on_entry")
-            _BY_BP[(self.debugger.GetID(), bp.GetID())] = (self, op)
-            self._bps.append(bp.GetID())
+            self._breakpoint(addr, functools.partial(self.on_entry, op=op))
+        self.watch_slots = 4 if self.opts.watch else 0  # x86_64: four debug registers
 
     def _remove(self) -> None:
         t = self._target()
-        for bid in [*self._bps, *self._returns.values()]:
+        for bid, token in self._bps.items():
             t.BreakpointDelete(bid)
-            _BY_BP.pop((self.debugger.GetID(), bid), None)
-        self._bps, self._returns = [], {}
-
+            _H.pop(token, None)
+        for wid, token in self._watches.values():
+            t.DeleteWatchpoint(wid)
+            _H.pop(token, None)
+        self._bps, self._returns, self._watches = {}, {}, {}
     def poll(self) -> None:
         """The program ended since the last look: the trace ends with it."""
         if not self.running:
@@ -104,10 +119,10 @@ class LldbTracer(TraceControl):
         super().flush()
 
     # stops -------------------------------------------------------------------------
-    def _frames(self, thread) -> list[Frame]:
+    def _frames(self, thread, first: int = 1) -> list[Frame]:
         out: list[Frame] = []
         names = self._names
-        for i in range(1, self.opts.backtrace + 1):
+        for i in range(first, first + self.opts.backtrace):
             f = thread.GetFrameAtIndex(i)
             if not f.IsValid():
                 break
@@ -120,38 +135,68 @@ class LldbTracer(TraceControl):
 
     def on_entry(self, frame, op: str) -> bool:
         thread = frame.GetThread()
-        tid = thread.GetThreadID()
-        sp = frame.FindRegister("rsp").GetValueAsUnsigned()
-        values = tuple(frame.FindRegister(r).GetValueAsUnsigned()
-                       for r in _REGS[:_ARGC.get(op, 2)])
-        err = lldb.SBError()
-        ret = thread.GetProcess().ReadPointerFromMemory(sp, err)
-        stop = self.entry(tid, op, values, self._frames(thread), sp + 8, ret)
+        sp = frame.GetSP()
+        if _ARGC.get(op, 2) == 1:
+            values: tuple[int, ...] = (frame.FindRegister("rdi").GetValueAsUnsigned(),)
+        else:
+            values = tuple(frame.FindRegister(r).GetValueAsUnsigned()
+                           for r in _REGS[:_ARGC.get(op, 2)])
+        frames = self._frames(thread)  # unwinding reads the stack page [sp] is on
+        ret = thread.GetProcess().ReadPointerFromMemory(sp, lldb.SBError())
+        stop = self.entry(thread.GetThreadID(), op, values, frames, sp + 8, ret)
         if op in RETURNS and ret not in self._returns:
-            bp = self._target().BreakpointCreateByAddress(ret)
-            bp.SetScriptCallbackFunction(f"{_ME}._on_return")
-            _BY_BP[(self.debugger.GetID(), bp.GetID())] = (self, "")
-            self._returns[ret] = bp.GetID()
+            self._returns[ret] = self._breakpoint(ret, self.on_return)
         return stop
 
     def _say(self, text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    def on_return(self, frame) -> None:
-        thread = frame.GetThread()
-        call = self.match_return(thread.GetThreadID(),
-                                 frame.FindRegister("rsp").GetValueAsUnsigned())
+    def on_return(self, frame) -> bool:
+        call = self.match_return(frame.GetThread().GetThreadID(), frame.GetSP())
         if call is None:
-            return
+            return False
         result = frame.FindRegister("rax").GetValueAsUnsigned()
         memptr = None
         if call.op == "posix_memalign":
             result &= 0xFFFFFFFF
             if result == 0:
-                err = lldb.SBError()
-                memptr = thread.GetProcess().ReadPointerFromMemory(call.args["memptr"], err)
+                memptr = frame.GetThread().GetProcess().ReadPointerFromMemory(
+                    call.args["memptr"], lldb.SBError())
         self.returned(call, result, memptr)
+        return False
+
+    def on_watch(self, frame, addr: int) -> bool:
+        thread = frame.GetThread()
+        frames = self._frames(thread, 0)
+        hit = self.watch_hit(thread.GetThreadID(), addr, frames)
+        return hit and self.opts.break_on_error
+
+    # watchpoints -------------------------------------------------------------------
+    def _watch(self, addr: int) -> bool:
+        err = lldb.SBError()
+        wp = self._target().WatchAddress(addr, 8, False, True, err)
+        if err.Fail() or not wp.IsValid():
+            return False
+        token = _handler(functools.partial(self.on_watch, addr=addr))
+        # lldb 16's `watchpoint command add -F` drops the function's answer (always
+        # stops); a -o body returns it
+        res = lldb.SBCommandReturnObject()
+        self.debugger.GetCommandInterpreter().HandleCommand(
+            f'watchpoint command add -s python -o "{_BODY.format(token)}" {wp.GetID()}',
+            res)
+        if not res.Succeeded():
+            self._target().DeleteWatchpoint(wp.GetID())
+            _H.pop(token, None)
+            return False
+        self._watches[addr] = (wp.GetID(), token)
+        return True
+
+    def _unwatch_addr(self, addr: int) -> None:
+        found = self._watches.pop(addr, None)
+        if found is not None:
+            self._target().DeleteWatchpoint(found[0])
+            _H.pop(found[1], None)
 
 
 class CliTrace:

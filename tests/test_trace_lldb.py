@@ -81,3 +81,18 @@ def test_cli_lldb_every_call_errors_and_leaks():
     recs = trace_records(d / "c.jsonl")
     assert recs[-1]["op"] == "summary" and "SIGSEGV" in recs[-1]["end"], recs[-1]
     no_debugger_left(f"{tracee()} crash")
+
+
+def test_lldb_watch_catches_write_after_free():
+    d = workdir("lldb-uaf")
+    out = d / "t.jsonl"
+    r = _lldb("uaf", [f"pttrace start --watch -o {out}", "continue", "pttrace status"], {})
+    assert "watching 4 freed chunks" in r.stdout, r.stdout[-2000:]
+    recs = trace_records(out)
+    w, = [x for x in recs if x["op"] == "write"]
+    free, = [x for x in recs if x["op"] == "free"]
+    assert w["error"] == "write after free" and w["ptr"] == free["ptr"]
+    assert w["addr"] == free["ptr"] + 16 and w["freed_by"]["seq"] == free["seq"]
+    assert _functions(w["backtrace"])[0] == "main", r.stdout[-2000:]
+    assert "write after free at" in r.stdout
+    assert recs[-1]["end"] == "exited 0", recs[-1]  # the program went on to its end
