@@ -101,8 +101,10 @@ def _comparable(cmd: str, doc: dict) -> dict:
     if cmd.startswith("ptconfig"):
         doc.pop("adapter", None)
         doc.pop("version_how", None)  # the host's name for libc (/lib or /usr/lib)
+        doc.pop("routes", None)  # which routes each host tried (its own debug info or not)
         for s in doc.get("structures", {}).values():
             s.pop("how", None)
+            s.pop("rejected", None)
     return doc
 
 

@@ -94,7 +94,7 @@ def tcaches(target: Target, threads: list[Thread], tps: dict[int, Fact], p: Para
         slot, how = None, ""
         if offset is not None:
             if tp is not None:
-                slot, how = tp + offset, f"thread pointer {offset:+#x} (set with ptconfig)"
+                slot, how = tp + offset, f"thread pointer {offset:+#x}"
             else:
                 chain.reject("ptconfig --tcache-offset", "no thread pointer")
         else:
