@@ -52,6 +52,7 @@ class MiTrace:
             for fd in self._fds:
                 os.close(fd)
         self.stopped_at_error: Optional[dict] = None
+        self._shell_target = None  # the shell's view of the stopped program, if one ran
 
     # helpers -------------------------------------------------------------------------
     def _py(self, code: str) -> str:
@@ -138,6 +139,17 @@ class MiTrace:
                 self._py("SESSION.tracer.stop('stopped at an error')")
                 return "error"
 
+    def shell(self) -> None:
+        """--break-on-error on a terminal: multiheap's shell on the program stopped at the
+        error (the same gdb; the trace goes on until the shell ends)."""
+        from multiheap.adapters.gdbmi import GdbMiTarget
+        from multiheap.session import Session
+        from multiheap.shell import run_shell
+
+        target = GdbMiTarget(self.mi, "attach" if self.pid is not None else "run")
+        self._shell_target = target  # closed with gdb, after the trace's summary
+        run_shell(Session(target, getattr(target, "evaluate", None)))
+
     def interrupt(self) -> None:
         """Ctrl-C: stop the program (all threads) where it is."""
         mi = self.mi
@@ -166,3 +178,5 @@ class MiTrace:
             pass
         finally:
             mi.terminate()
+            if self._shell_target is not None:
+                self._shell_target.close()  # its files; gdb has ended already

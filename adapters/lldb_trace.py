@@ -270,13 +270,34 @@ class CliTrace:
                     any(th.GetStopReason() == lldb.eStopReasonBreakpoint for th in p):
                 if on_error is not None:
                     on_error(self.tracer.status())
-                self.tracer.stop("stopped at an error")
+                if self.tracer.running:  # the shell may have stopped it
+                    self.tracer.stop("stopped at an error")
                 return "error"
             for th in p:
                 if th.GetStopReason() == lldb.eStopReasonSignal:
                     signo = th.GetStopReasonDataAtIndex(0)
                     self.tracer.signal = (signo, p.GetUnixSignals().GetSignalAsCString(signo))
             self.tracer.flush()  # a signal: the program may be about to die
+
+    def shell(self) -> None:
+        """--break-on-error on a terminal: multiheap's shell on the program stopped at the
+        error, with the running trace (pttrace show, pthistory)."""
+        from multiheap.adapters.lldb import evaluate
+        from multiheap.session import Session
+        from multiheap.shell import run_shell
+
+        target, t = LldbTarget(self.dbg), self.dbg.GetSelectedTarget()
+
+        def address(text: str) -> int:
+            th = t.GetProcess().GetSelectedThread()
+            return evaluate(t, th.GetSelectedFrame() if th.IsValid() else None, text)
+
+        session = Session(target, address)
+        session.tracer = self.tracer  # type: ignore[attr-defined]
+        try:
+            run_shell(session)
+        finally:
+            target.close()  # not ours to end: only its files
 
     def interrupt(self) -> None:
         if self.process is not None and self.process.GetState() == lldb.eStateRunning:

@@ -122,7 +122,9 @@ def _at_error(path: str, tracer) -> None:
         for f in errs[-1].get("backtrace", []):
             print(f"    {f['pc']:#x} {f.get('function') or '?'}", file=sys.stderr)
     shell = getattr(tracer, "shell", None)
-    if shell is not None and sys.stdin.isatty():
+    if shell is not None and sys.stdin.isatty() and sys.stdout.isatty():
+        print("multiheap: a shell on the stopped program (quit or Ctrl-D ends the trace "
+              "and the program)", file=sys.stderr)
         shell()
 
 

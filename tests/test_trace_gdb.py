@@ -13,6 +13,7 @@ import time
 
 from tests.harness import PLUGIN_GDB, gdb_env, require
 from tests.trace_common import (
+    check_cli_watch_and_shell,
     check_log_in_trace,
     log_calls,
     no_debugger_left,
@@ -177,3 +178,7 @@ def test_gdb_watch_catches_write_after_free():
     assert w["error"] == "write after free" and w["ptr"] == free["ptr"]
     assert w["addr"] == free["ptr"] + 16 and w["freed_by"]["seq"] == free["seq"]
     assert _functions(w["backtrace"])[0] == "main", r.stdout
+
+
+def test_cli_gdbmi_watch_and_shell_at_error():
+    check_cli_watch_and_shell("gdb-mi", "cli-watch")

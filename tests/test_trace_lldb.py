@@ -10,6 +10,7 @@ import subprocess
 
 from tests.harness import ROOT, require
 from tests.trace_common import (
+    check_cli_watch_and_shell,
     check_log_in_trace,
     no_debugger_left,
     run_cli,
@@ -96,3 +97,7 @@ def test_lldb_watch_catches_write_after_free():
     assert _functions(w["backtrace"])[0] == "main", r.stdout[-2000:]
     assert "write after free at" in r.stdout
     assert recs[-1]["end"] == "exited 0", recs[-1]  # the program went on to its end
+
+
+def test_cli_lldb_watch_and_shell_at_error():
+    check_cli_watch_and_shell("lldb", "cli-lldb-watch")
