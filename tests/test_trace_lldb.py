@@ -97,6 +97,7 @@ def test_lldb_watch_catches_write_after_free():
     assert _functions(w["backtrace"])[0] == "main", r.stdout[-2000:]
     assert "write after free at" in r.stdout
     assert recs[-1]["end"] == "exited 0", recs[-1]  # the program went on to its end
+    assert "watched: []" in r.stdout  # none left once the trace ended
 
 
 def test_cli_lldb_watch_and_shell_at_error():

@@ -108,6 +108,7 @@ class TraceControl:
         assert self.tracker is not None and self.writer is not None
         self.running = False
         self.end = end
+        self.watched.clear()  # the watchpoints went with the breakpoints
         self.summary = self.tracker.summary(end, exited)
         self.writer.write(self.summary)
         self.writer.close()
