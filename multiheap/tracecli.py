@@ -2,8 +2,10 @@
 every malloc and free traced, write the trace (JSON Lines) and print a summary.
 
     multiheap trace (--run 'PROG ARGS' | --pid PID) [-o FILE] [--backend gdb-mi|lldb]
-                    [--backtrace N] [--break-on-error]
+                    [--backtrace N] [--break-on-error] [--watch]
 
+--break-on-error from a terminal opens multiheap's shell on the program stopped at the
+error; otherwise the error is printed and the trace ends.
 Exit status: 0 when no error was caught, 1 when one was, 2 for bad usage.
 """
 
