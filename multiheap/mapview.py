@@ -22,9 +22,9 @@ from multiheap.heap import Heap
 from multiheap.heaptypes import IS_MMAPPED, Arena, Stop
 
 # State codes, as the page knows them (order = legend order).
-STATES = ("inuse", "tcache", "fast", "unsorted", "small", "large", "top", "mmapped", "free")
+STATES = ("inuse", "tcache", "fast", "unsorted", "small", "large", "top", "mmapped", "orphan")
 CODE = {s: i for i, s in enumerate(STATES)}
-FREE_STATES = frozenset(("tcache", "fast", "unsorted", "small", "large", "free"))
+FREE_STATES = frozenset(("tcache", "fast", "unsorted", "small", "large", "orphan"))
 FLAGGED_BIT = 0x10  # meta byte: bits 0-3 state, bit 4 flagged, bits 5-7 chunk flags
 HEX_BYTES = 16  # first bytes of each chunk's user data shown in the hexdump
 
@@ -132,7 +132,7 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
             addrs.extend(addr_l)
             sizes.extend([r[1] for r in rows])
             get = bin_kind.get
-            meta.extend([(code[s] if s != "free" else get(ad, 8)) | (f << 5)
+            meta.extend([(code[s] if s != "free" else get(ad, 3)) | (f << 5)
                          for ad, _s, f, s in rows])
             try:
                 buf, base = heap.mem.load(seg.start, seg.end)

@@ -26,6 +26,8 @@ class ArenaStats:
     fast_bytes: int = 0
     tcache_count: int = 0
     tcache_bytes: int = 0
+    orphan_count: int = 0  # marked free by the next chunk's PREV_INUSE, in no list
+    orphan_bytes: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -6,16 +6,221 @@ A mixin of :class:`multiheap.heap.Heap`; every walk is bounded and records a
 
 from __future__ import annotations
 
+import bisect
 import sys
+from array import array
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from multiheap.errors import TargetMemoryError
 from multiheap.heaptypes import IS_MMAPPED, PREV_INUSE, SIZE_BITS, Arena, HeapSegment, Stop
 
+# Chunk states as ptlist, ptchunk, ptstats, ptmap and ptvis name them (besides top and
+# mmapped): in use; in a bin (free), a fastbin, a tcache; marked free by the next
+# chunk's PREV_INUSE but in no list (orphan).
+STATES = ("inuse", "free", "fast", "tcache", "orphan")
+
+
+@dataclass
+class ChunkIndex:
+    """Every chunk start of one heap segment, as word indexes into ``words`` (the
+    segment's bytes as native words, from address ``base``), in address order."""
+
+    base: int
+    sz: int
+    starts: array  # word index of each chunk, top last when reached
+    marked: array  # the chunks whose successor's PREV_INUSE is clear
+    runs: list[tuple[int, int]]  # [lo, hi) word spans between fenceposts (top excluded)
+    top_at: Optional[int]  # word index of top, if the walk reached it
+    stop: Optional[Stop]  # where and why the walk stopped early
+    before: Optional[int]  # the last good chunk before ``stop``
+    words: Any
+
+    def count(self) -> int:
+        """Chunks, top excluded."""
+        return len(self.starts) - (1 if self.top_at is not None else 0)
+
+    def addr(self, i: int) -> int:
+        return self.base + self.starts[i] * self.sz
+
+    def holding(self, addr: int) -> Optional[int]:
+        """The start of the chunk whose bytes include ``addr`` (top: its header and
+        its span), or None (before the first chunk, in a fencepost, past the walk)."""
+        w = (addr - self.base) // self.sz
+        i = bisect.bisect_right(self.starts, w) - 1
+        if i < 0:
+            return None
+        c = self.starts[i]
+        size = self.words[c + 1] & ~SIZE_BITS
+        return self.addr(i) if w < c + max(size // self.sz, 2) else None
+
 
 class ChunkWalks:
     """Heap methods that walk chunks by their size fields."""
+
+    # the chunk index: every chunk start of a segment, once per stop ---------------
+    def chunk_index(self, arena: Arena, seg: HeapSegment) -> ChunkIndex:
+        """Every chunk start of ``seg`` in address order, walked once per stop (cached).
+
+        The one chunk walk by size fields behind ptlist, ptstats' census, ptchunk -c,
+        ptcheck and ptfind.  In the main heap a fencepost (glibc's, where a foreign
+        ``sbrk`` took the memory after a region) ends a run and the walk goes on at
+        malloc's next region, the first aligned place whose sizes lead exactly to top.
+        """
+        cache = self.__dict__.setdefault("_chunk_index", {})
+        key = (arena.addr, seg.start)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = self._build_index(arena, seg)
+        return found
+
+    def _build_index(self, arena: Arena, seg: HeapSegment) -> ChunkIndex:
+        sz = self.sz
+        kind = "Q" if sz == 8 else "I"
+        try:
+            buf, base = self.mem.load(seg.start, seg.end)
+        except TargetMemoryError:
+            return ChunkIndex(seg.start, sz, array(kind), array(kind), [], None,
+                              Stop(seg.start, "heap memory is unreadable"), None, ())
+        if (seg.start - base) % sz:
+            return ChunkIndex(base, sz, array(kind), array(kind), [], None,
+                              Stop(seg.start, "heap not word-aligned in memory"), None, ())
+        if self.cfg.endian == sys.byteorder:
+            words: Any = memoryview(buf)[:len(buf) - len(buf) % sz].cast(kind)
+        else:
+            words = array(kind, buf[:len(buf) - len(buf) % sz])
+            words.byteswap()
+        nw = len(words)
+        shift = 3 if sz == 8 else 2
+        low = ~(SIZE_BITS >> shift)
+        minw, bad = self.p.minsize >> shift, self.p.align_mask & ~SIZE_BITS
+        w = (seg.start - base) // sz
+        end_w = min((seg.end - base) // sz, nw)
+        top_w = (arena.top - base) // sz \
+            if seg.start <= arena.top < seg.end and not (arena.top - base) % sz else -1
+        starts, marks = array(kind), array(kind)
+        push, mark = starts.append, marks.append
+        runs: list[tuple[int, int]] = []
+        run_lo, first = w, 0
+        stop: Optional[Stop] = None
+        before: Optional[int] = None
+        top_at: Optional[int] = None
+        marked = array(kind)
+        while True:
+            if w <= top_w and top_w + 2 <= end_w:
+                limit = reach = top_w
+            else:
+                limit, reach = end_w - 1, end_w
+            # the hot loop: one index, a shift, three compares per chunk; a chunk whose
+            # successor's PREV_INUSE is clear is noted by its place in ``starts``
+            while w < limit:
+                sf = words[w + 1]
+                step = (sf >> shift) & low
+                if step < minw or sf & bad or w + step > reach:
+                    break
+                if not sf & PREV_INUSE:
+                    mark(len(starts) - 1)
+                push(w)
+                w += step
+            marked.extend([starts[k] for k in marks if k >= first])
+            del marks[:]
+            runs.append((run_lo, w))
+            if w + 2 > end_w:
+                if base + w * sz < seg.end and w < top_w:
+                    stop = Stop(base + w * sz, "chunk header is unreadable")
+                break
+            sf = words[w + 1]
+            prev = starts[-1] if len(starts) > first else -1
+            if not sf & PREV_INUSE and prev >= 0:
+                marked.append(prev)  # before top, or a fencepost after a freed old top
+            if w == top_w:
+                push(w)
+                top_at = w
+                size = sf & ~SIZE_BITS
+                if base + w * sz + size != seg.end:
+                    stop = Stop(base + w * sz, f"top size {size:#x} does not end at the "
+                                               f"heap end {seg.end:#x}")
+                break
+            size = sf & ~SIZE_BITS
+            if size in (0, 2 * sz):  # a fencepost: the end of a region
+                nxt = self._after_fencepost(arena, words, w, top_w)
+                if nxt is None:
+                    break  # the end of a heap (or of the main heap's last region)
+                w = run_lo = nxt
+                first = len(starts)
+                continue
+            before = base + prev * sz if prev >= 0 else None
+            if (sf >> shift) & low < minw or sf & bad:
+                stop = Stop(base + w * sz, f"impossible chunk size {sf:#x}")
+            elif w + ((sf >> shift) & low) > top_w >= 0 and w < top_w:
+                stop = Stop(base + w * sz, f"size {size:#x} runs into the top chunk "
+                                           f"{base + top_w * sz:#x}")
+            else:
+                stop = Stop(base + w * sz, f"size {size:#x} runs past the heap end "
+                                           f"{seg.end:#x}")
+            break
+        return ChunkIndex(base, sz, starts, marked, runs, top_at, stop, before, words)
+
+    def _after_fencepost(self, arena: Arena, words: Any, w: int,
+                         top_w: int) -> Optional[int]:
+        """At glibc's fencepost (a foreign ``sbrk`` took the memory after a main-heap
+        region), the word index where malloc's next region starts: the first aligned
+        place after it whose chunk sizes lead exactly to top.  None if there is none."""
+        if not arena.is_main or top_w < 0 or w >= top_w:
+            return None
+        sz, minsize, mask = self.sz, self.p.minsize, self.p.align_mask
+        shift = 3 if sz == 8 else 2
+        align_w = self.p.malloc_alignment // sz
+        reach: dict[int, bool] = {}
+        c = w + 2
+        while c < top_w:
+            if (c + 2) % align_w == 0 and words[c + 1] & PREV_INUSE:
+                path = []
+                x, ok = c, False
+                while True:
+                    if x == top_w:
+                        ok = True
+                        break
+                    if x in reach:
+                        ok = reach[x]
+                        break
+                    if x > top_w:
+                        break
+                    size = words[x + 1] & ~SIZE_BITS
+                    if size < minsize or size & mask:
+                        break
+                    path.append(x)
+                    x += size >> shift
+                for y in path:
+                    reach[y] = ok
+                if ok:
+                    return c
+            c += 1
+        return None
+
+    def next_run(self, addr: int) -> Optional[int]:
+        """Where the walk goes on when ``addr`` is a fencepost ending a main-heap run
+        (the next run's first chunk), else None."""
+        found = self.segment_of(addr)
+        if found is None:
+            return None
+        ix = self.chunk_index(*found)
+        w = (addr - ix.base) // self.sz
+        for (_lo, hi), (nlo, _nhi) in zip(ix.runs, ix.runs[1:]):
+            if hi == w:
+                return ix.base + nlo * self.sz
+        return None
+
+    def chunk_state(self, c: Any) -> str:
+        """One chunk's state: as the free lists' own answer, but a chunk marked free by
+        its successor's PREV_INUSE and in no bin is ``orphan`` (``free`` is in a bin)."""
+        state = super().chunk_state(c)  # type: ignore[misc]
+        if state != "free":
+            return state
+        index = self.__dict__.get("_free_index")
+        listed = index.get(c.addr) if index is not None else self._listed_state(c)
+        return "free" if listed == "free" else "orphan"
 
     # walking chunks ------------------------------------------------------------
     def walk(self, arena: Arena, seg: HeapSegment, stops: list[Stop],
@@ -23,148 +228,102 @@ class ChunkWalks:
              flag_names: Optional[Sequence[Any]] = None) -> Iterator[tuple[int, int, Any, str]]:
         """Yield (addr, size, flags, state) for each chunk of a segment, in order.
 
-        The walk ends at the top chunk, at a fencepost, or where a size is impossible
-        (recorded in ``stops``).  ``limit`` caps the number of chunks; ``flag_names``
-        maps the 3 flag bits to what the caller shows instead of the number.  Chunks are read
-        in batches by a tight loop over the segment's bytes; a chunk's state comes from
-        the free lists, else from its successor's PREV_INUSE bit.
+        The chunks are those of :meth:`chunk_index` (past fenceposts, up to top or to
+        where a size is impossible, recorded in ``stops``).  ``limit`` caps the number
+        of chunks; ``flag_names`` maps the 3 flag bits to what the caller shows instead
+        of the number.  A chunk's state comes from the free lists (``free`` means in a
+        bin), else from its successor's PREV_INUSE bit: ``inuse``, or ``orphan`` (marked
+        free, in no list; ``free`` without ``classify``).
         """
         special = self.free_index() if classify else {}
-        try:
-            buf, base = self.mem.load(seg.start, seg.end)
-        except TargetMemoryError:
-            stops.append(Stop(seg.start, "heap memory is unreadable"))
-            return
-        end = min(seg.end, base + len(buf)) - base  # offsets from here on
-        top = arena.top - base
-        unpack = self._word.unpack_from
-        sz, minsize, bad = self.sz, self.p.minsize, self.p.align_mask & ~SIZE_BITS
-        o = seg.start - base
-        left = limit if limit is not None else -1
+        unlisted = "orphan" if classify else "free"
+        ix = self.chunk_index(arena, seg)
+        words, base, sz, starts = ix.words, ix.base, self.sz, ix.starts
+        nwords = len(words)
+        n = len(starts) if ix.top_at is None else len(starts) - 1
+        if limit is not None:
+            n = min(n, max(limit, 0))
+        fl = flag_names if flag_names is not None else range(8)
+        get = special.get
         batch = 65536
-        while left:
-            offs: list[int] = []
-            sfs: list[int] = []
-            stop: Optional[Stop] = None
-            at_top = False
-            n = batch if left < 0 else min(batch, left)
-            while n:
-                if o + 2 * sz > end:
-                    if o + base < seg.end:
-                        stop = Stop(o + base, "chunk header is unreadable")
-                    break
-                sf = unpack(buf, o + sz)[0]
-                if o == top:
-                    at_top = True
-                    break
+        for lo in range(0, n, batch):
+            part = starts[lo:min(n, lo + batch)]
+            out = []
+            for w in part:
+                sf = words[w + 1]
                 size = sf & ~SIZE_BITS
-                if size == 0 and o + base >= seg.start + minsize:
-                    break  # fencepost at the end of an old heap
-                if sf & bad or size < minsize:
-                    stop = Stop(o + base, f"impossible chunk size {sf:#x}")
-                    break
-                if o + size > end:
-                    stop = Stop(o + base, f"size {size:#x} runs past the heap end {seg.end:#x}")
-                    break
-                offs.append(o)
-                sfs.append(sf)
-                o += size
-                n -= 1
-            # each chunk's state needs the PREV_INUSE bit of the chunk after it
-            nxt = sfs[1:]
-            nxt.append(unpack(buf, o + sz)[0] if o + 2 * sz <= end else PREV_INUSE)
-            get = special.get
-            fl = flag_names if flag_names is not None else range(8)
-            yield from [(x + base, sf & ~SIZE_BITS, fl[sf & SIZE_BITS],
-                         get(x + base) or ("inuse" if ns & PREV_INUSE else "free"))
-                        for x, sf, ns in zip(offs, sfs, nxt)]
-            if left > 0:
-                left -= len(offs)
-            if stop is not None:
-                stops.append(stop)
-                return
-            if at_top and left:
-                sf = unpack(buf, o + sz)[0]
-                size = sf & ~SIZE_BITS
-                yield o + base, size, (flag_names or range(8))[sf & SIZE_BITS], "top"
-                if o + base + size not in (seg.end, end + base):
-                    stops.append(Stop(o + base, f"top size {size:#x} does not end at the "
-                                                f"heap end {seg.end:#x}"))
-                return
-            if n:  # ended early: fencepost, or out of bytes
-                return
+                a = base + w * sz
+                nx = w + (size // sz) + 1
+                ns = words[nx] if nx < nwords else PREV_INUSE
+                out.append((a, size, fl[sf & SIZE_BITS],
+                            get(a) or ("inuse" if ns & PREV_INUSE else unlisted)))
+            yield from out
+        if ix.top_at is not None and (limit is None or limit > n):
+            sf = words[ix.top_at + 1]
+            yield base + ix.top_at * sz, sf & ~SIZE_BITS, fl[sf & SIZE_BITS], "top"
+        if ix.stop is not None and (limit is None or limit > n):
+            stops.append(ix.stop)
 
     def census(self, arena: Arena, stops: list[Stop]) -> dict[str, list[int]]:
-        """{state: [count, bytes]} for the arena's chunks (top excluded).
+        """{state: [count, bytes]} for the arena's chunks (top excluded): exactly the
+        states :meth:`walk` gives, without classifying chunk by chunk.
 
-        A bare walk counts every chunk; the free lists say which are free, fast or
-        tcache; the rest are in use.  If the walk stops early, or finds free chunks no
-        list knows, it falls back to classifying chunk by chunk.
+        A chunk is in use unless a free list holds it (``free``: a bin, ``fast``,
+        ``tcache``) or, in no list, its successor's PREV_INUSE is clear (``orphan``).
+        Only the listed chunks that are chunk starts and the chunks marked free are
+        looked at one by one; in-use figures are the walk's totals less those.
         """
-        out = {k: [0, 0] for k in ("inuse", "free", "fast", "tcache")}
-        total_n = total_b = unlisted = 0
-        own: list[Stop] = []
+        out = {k: [0, 0] for k in STATES if k != "inuse"}
+        index = self.free_index()
+        lists = [("free", fl) for fl in self.bins(arena)] + \
+            [("fast", fl) for fl in self.fastbins(arena)] + \
+            [("tcache", fl) for tc in self.tcaches() for fl in tc.bins]
+        lists = [(st, fl) for st, fl in lists if fl.chunks]
+        once = sum(len(fl.chunks) for _st, fl in lists) == len(index)  # no chunk twice
+        sz = self.sz
+        n_all = b_all = 0
         for seg in arena.heaps:
-            n, b, u = self._bare_walk(arena, seg, own)
-            total_n, total_b, unlisted = total_n + n, total_b + b, unlisted + u
-        listed_free = sum(len(fl.chunks) for fl in self.bins(arena))
-        if own or unlisted != listed_free:
-            for seg in arena.heaps:
-                for _a, size, _f, st in self.walk(arena, seg, stops):
-                    if st != "top":
-                        out[st][0] += 1
-                        out[st][1] += size
-            return out
-        # An arena's own bins hold only its chunks; a thread's tcache may hold any
-        # arena's, so those are counted by address.
-        for st, fls in (("free", self.bins(arena)), ("fast", self.fastbins(arena))):
-            for fl in fls:
-                out[st][0] += len(fl.sizes)
-                out[st][1] += sum(fl.sizes)
-        spans = [(s.start, s.end) for s in arena.heaps]
-        acc = out["tcache"]
-        for tc in self.tcaches():
-            for fl in tc.bins:
-                for a, size in zip(fl.chunks, fl.sizes):
-                    if any(lo <= a < hi for lo, hi in spans):
-                        acc[0] += 1
-                        acc[1] += size
-        out["inuse"] = [total_n - sum(v[0] for v in out.values()),
-                        total_b - sum(v[1] for v in out.values())]
-        return out
-
-    def _bare_walk(self, arena: Arena, seg: HeapSegment,
-                   stops: list[Stop]) -> tuple[int, int, int]:
-        """(chunks, bytes, chunks marked free by their successor) up to top.
-
-        The hot loop of ptstats: one read of the segment, then only the size words.
-        Anything unusual (no top here, a bad size) falls back to :meth:`walk`, which
-        says where and why it stopped.
-        """
-        top = arena.top
-        if seg.start <= top < seg.end:
-            try:
-                buf, base = self.mem.load(seg.start, seg.end)
-            except TargetMemoryError:
-                buf, base = b"", seg.start
-            o0, o_top = seg.start - base, top - base
-            sz = self.sz
-            if 0 <= o0 and o_top + 2 * sz <= len(buf) and not o0 % sz \
-                    and self.cfg.endian == sys.byteorder:
-                found = _count_chunks(buf, o0 // sz, o_top // sz, sz, self.p.minsize,
-                                      self.p.align_mask & ~SIZE_BITS)
-                if found is not None:
-                    n, free = found
-                    return n, o_top - o0, free
-        n = total = unlisted = 0
-        for _a, size, _flags, st in self.walk(arena, seg, stops, classify=False):
-            if st == "top":
-                break
-            n += 1
-            total += size
-            if st == "free":
-                unlisted += 1
-        return n, total, unlisted
+            ix = self.chunk_index(arena, seg)
+            if ix.stop is not None:
+                stops.append(ix.stop)
+            words, base = ix.words, ix.base
+            n = ix.count()
+            n_all += n
+            b_all += sum(hi - lo for lo, hi in ix.runs) * sz
+            if not n:
+                continue
+            shift, low = sz.bit_length() - 1, sz - 1
+            if once:
+                groups = [(st, fl.chunks, fl.sizes) for st, fl in lists]
+            else:  # a chunk in two lists has the one state free_index gives it
+                by: dict[str, list[int]] = {}
+                for a, st in index.items():
+                    by.setdefault(st, []).append(a)
+                groups = [(st, chunks, None) for st, chunks in by.items()]
+            mark = bytearray(len(words) + 1)  # 1 at each chunk start
+            if groups:
+                for w in ix.starts[:n]:
+                    mark[w] = 1
+            nm = len(mark)
+            seen: set[int] = set()
+            for st, chunks, sizes in groups:
+                # a listed address that is no chunk start (before, after or between the
+                # starts, or misaligned) lies inside another chunk, which keeps its state
+                real = [w for a in chunks if not (a - base) & low
+                        and 0 <= (w := (a - base) >> shift) < nm and mark[w]]
+                seen.update(real)
+                out[st][0] += len(real)
+                if sizes is not None and len(real) == len(chunks):
+                    out[st][1] += sum(sizes)
+                else:
+                    out[st][1] += sum([words[w + 1] & ~SIZE_BITS for w in real])
+            orphans = [w for w in ix.marked if w not in seen]
+            out["orphan"][0] += len(orphans)
+            out["orphan"][1] += sum([words[w + 1] & ~SIZE_BITS for w in orphans])
+        result = {"inuse": [n_all - sum(v[0] for v in out.values()),
+                            b_all - sum(v[1] for v in out.values())]}
+        result.update(out)
+        return result
 
     # mmapped chunks --------------------------------------------------------------
     def _mmapped_at(self, base: int, end: int) -> Optional[tuple[int, int, int]]:
@@ -309,28 +468,3 @@ class ChunkWalks:
                 f"({want_b:#x} bytes): a chunk's header may be damaged or its memory "
                 "missing (a core without it), or mp_ is stale")
 
-
-def _count_chunks(buf: bytes, w: int, w_top: int, sz: int, minsize: int,
-                  bad: int) -> Optional[tuple[int, int]]:
-    """(chunks, chunks whose PREV_INUSE is clear, top included) from word ``w`` to the
-    top chunk at word ``w_top``; None unless the sizes lead exactly to top.
-
-    ptstats' hot loop: the buffer seen as native words, one index and three integer
-    operations per chunk.  Misaligned or tiny sizes send the caller to the careful walk.
-    """
-    words = memoryview(buf)[:len(buf) - len(buf) % sz].cast("Q" if sz == 8 else "I")
-    shift = 3 if sz == 8 else 2
-    low = ~(SIZE_BITS >> shift)  # the flag bits left after the shift
-    n = inuse = seen = 0
-    while w < w_top:
-        sf = words[w + 1]
-        if sf < minsize:
-            return None
-        n += 1
-        inuse += sf & PREV_INUSE
-        seen |= sf
-        w += (sf >> shift) & low
-    if w != w_top or seen & bad:
-        return None
-    inuse += words[w + 1] & PREV_INUSE
-    return n, n + 1 - inuse

@@ -8,15 +8,13 @@ notice.  No rule here flags a heap glibc itself could have produced.
 
 from __future__ import annotations
 
-import bisect
-import sys
-from array import array
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from multiheap.checks.glibcmsg import glibc as gmsg
 from multiheap.errors import TargetMemoryError
 from multiheap.heaptypes import IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, FreeList
+from multiheap.walks import ChunkIndex
 
 ERROR, WARNING = "error", "warning"
 
@@ -38,12 +36,13 @@ class Finding:
 
 @dataclass
 class _Seg:
-    """One walked run of chunks: their starts (sorted) and the span the walk covered."""
+    """One walked run of chunks (between fenceposts): the span the walk covered, and
+    the segment's chunk index."""
 
     arena: Arena
     lo: int
     hi: int  # the walk covered [lo, hi)
-    starts: array
+    index: ChunkIndex
 
 
 class Checker:
@@ -97,8 +96,8 @@ class Checker:
         return None
 
     def containing(self, s: _Seg, addr: int) -> int:
-        i = bisect.bisect_right(s.starts, addr) - 1
-        return s.starts[i] if i >= 0 else s.lo
+        found = s.index.holding(addr)
+        return found if found is not None else s.lo
 
     def place(self, addr: int, arena: Optional[Arena]) -> Optional[tuple[str, Optional[int], str]]:
         """Where a free-list entry lies if not on a chunk boundary of ``arena``'s heaps
@@ -127,7 +126,7 @@ class Checker:
                      key, f"malloc of more than any free chunk holds (from top of arena "
                           f"{a.addr:#x})")
         for seg in a.heaps:
-            self.walk_segment(a, seg.start, seg.end)
+            self.walk_segment(a, seg)
         top = a.top
         if top and a.heaps:
             w = self.words(top, 2)
@@ -144,112 +143,45 @@ class Checker:
                              "top chunk's PREV_INUSE is clear (glibc always merges a free "
                              "chunk into top)")
 
-    def walk_segment(self, a: Arena, start: int, end: int) -> None:
-        """Walk one heap by size fields, checking each chunk's header on the way."""
+    def walk_segment(self, a: Arena, seg) -> None:
+        """Check each chunk header of one heap, over the engine's one chunk walk
+        (:meth:`~multiheap.walks.ChunkWalks.chunk_index`, past fenceposts)."""
         h, sz = self.h, self.sz
-        try:
-            buf, base = h.mem.load(start, end)
-        except TargetMemoryError:
-            self.add("unreadable", WARNING, start, [a.addr], "heap memory is unreadable")
+        ix = h.chunk_index(a, seg)
+        st = ix.stop
+        if st is not None and st.reason.startswith("heap "):
+            self.add("unreadable", WARNING, seg.start, [a.addr], st.reason)
             return
-        if (start - base) % sz or h.cfg.endian != sys.byteorder:
-            self.add("unreadable", WARNING, start, [a.addr], "heap not word-aligned in memory")
-            return
-        n = (len(buf) - len(buf) % sz)
-        words = memoryview(buf)[:n].cast("Q" if sz == 8 else "I")
-        nw = len(words)
-        shift = 3 if sz == 8 else 2
-        minsize, bad = self.p.minsize, self.p.align_mask & ~SIZE_BITS
-        w = (start - base) // sz
-        end_w = min((end - base) // sz, nw)
-        top_w = (a.top - base) // sz if start <= a.top < end and not (a.top - base) % sz else -1
+        words, base, starts = ix.words, ix.base, ix.starts
         want_a = 0 if a.is_main else NON_MAIN_ARENA
-        starts = array("Q" if sz == 8 else "I")
-        push = starts.append
+        n = ix.count()
         marked = self.marked_free
-        prev_w, prev_size = -1, 0
-        seg_lo = start
-        while w < end_w:
-            if w + 2 > nw:
-                break
-            sf = words[w + 1]
-            size = sf & ~SIZE_BITS
-            if w == top_w:
-                push(base + w * sz)
-                w = end_w
-                break
-            if size < minsize or sf & bad or w + (size >> shift) > end_w:
-                addr = base + w * sz
-                if size in (0, 2 * sz) and sf & PREV_INUSE or size == 0:
-                    nxt = self._after_fencepost(a, words, w, top_w, end_w, base)
-                    if nxt is None:
-                        if a.is_main:
-                            break  # the end of the main heap's last region: reported below
-                        break  # a non-main heap's end (fencepost)
-                    self.segs.append(_Seg(a, seg_lo, addr, starts))
-                    starts = array("Q" if sz == 8 else "I")
-                    push = starts.append
-                    w, seg_lo, prev_w = nxt, base + nxt * sz, -1
-                    continue
-                self.add("bad-size", ERROR, addr, [base + prev_w * sz] if prev_w >= 0 else [],
-                         f"impossible chunk size {sf:#x} at {addr:#x}: the chunk walk stops "
-                         "here" + (f" (the chunk before it, {base + prev_w * sz:#x}, says "
-                                   f"size {prev_size:#x})" if prev_w >= 0 else ""))
-                break
-            push(base + w * sz)
-            if not sf & PREV_INUSE and prev_w >= 0:
-                pa = base + prev_w * sz
-                marked.add(pa)
-                if words[w] != prev_size:
-                    self._prev_size(base + w * sz, pa, words[w], prev_size)
-            if sf & (IS_MMAPPED | NON_MAIN_ARENA) != want_a:
-                self._flags(a, base + w * sz, sf)
-            prev_w, prev_size = w, size
-            w += size >> shift
-        hi = base + w * sz
-        if a.is_main and top_w >= 0 and w != top_w and w < end_w:
+        for pw in ix.marked:
+            marked.add(base + pw * sz)
+            size = words[pw + 1] & ~SIZE_BITS
+            nw = pw + size // sz
+            if nw + 1 < len(words) and words[nw] != size:
+                self._prev_size(base + nw * sz, base + pw * sz, words[nw], size)
+        flags = IS_MMAPPED | NON_MAIN_ARENA
+        for i in range(n):
+            w = starts[i]
+            if words[w + 1] & flags != want_a:
+                self._flags(a, base + w * sz, words[w + 1])
+        if st is not None and not st.reason.startswith("top size"):
+            prev = ix.before
+            self.add("bad-size", ERROR, st.addr, [prev] if prev is not None else [],
+                     f"{st.reason} at {st.addr:#x}: the chunk walk stops here"
+                     + (f" (the chunk before it, {prev:#x}, says size "
+                        f"{words[(prev - base) // sz + 1] & ~SIZE_BITS:#x})"
+                        if prev is not None else ""))
+        elif a.is_main and ix.top_at is None and a.top and seg.start <= a.top < seg.end:
+            hi = base + ix.runs[-1][1] * sz if ix.runs else seg.start
             self.add("walk-stop", ERROR, hi, [a.top],
                      f"the chunk walk of arena {a.addr:#x} stops at {hi:#x} before its top "
                      f"chunk {a.top:#x}")
-        self.segs.append(_Seg(a, seg_lo, max(hi, seg_lo), starts))
-
-    def _after_fencepost(self, a: Arena, words, w: int, top_w: int, end_w: int,
-                         base: int) -> Optional[int]:
-        """At glibc's fencepost (end of a main-heap region, a foreign sbrk after it), the
-        word index where malloc's next region starts: the first aligned place whose
-        chunk sizes lead exactly to top.  None if there is none (or not main)."""
-        if not a.is_main or top_w < 0 or w >= top_w:
-            return None
-        sz, minsize = self.sz, self.p.minsize
-        shift = 3 if sz == 8 else 2
-        align_w = self.p.malloc_alignment // sz
-        reach: dict[int, bool] = {}
-        c = w + 2
-        while c < top_w:
-            if ((c + 2) % align_w) == 0 and words[c + 1] & PREV_INUSE:
-                path = []
-                x = c
-                ok = False
-                while True:
-                    if x == top_w:
-                        ok = True
-                        break
-                    if x in reach:
-                        ok = reach[x]
-                        break
-                    if x > top_w:
-                        break
-                    size = words[x + 1] & ~SIZE_BITS
-                    if size < minsize or size & self.p.align_mask:
-                        break
-                    path.append(x)
-                    x += size >> shift
-                for y in path:
-                    reach[y] = ok
-                if ok:
-                    return c
-            c += 1
-        return None
+        for lo, hi in ix.runs:
+            end = seg.end if ix.top_at == hi else base + hi * sz  # top belongs to its run
+            self.segs.append(_Seg(a, base + lo * sz, end, ix))
 
     def _prev_size(self, addr: int, prev: int, stored: int, real: int) -> None:
         self.add("prev-size", ERROR, addr, [prev],
@@ -362,8 +294,8 @@ class Checker:
                 self.add("bad-size", ERROR, c, [], f"{label}: {c:#x} has size {size:#x}",
                          "unsorted_size", op)
                 return
-            if w is None or (w[1] & ~SIZE_BITS) <= 2 * sz or \
-                    (w[1] & ~SIZE_BITS) > a.f["system_mem"]:
+            if w is None or w[1] < 2 * sz or w[1] > a.f["system_mem"]:  # as glibc: the
+                # whole size word (a fencepost's 2 words after a freed old top passes)
                 self.add("next-size", ERROR, c, [nxt],
                          f"{label}: the chunk after {c:#x} (at {nxt:#x}) has an impossible "
                          f"size {(w[1] if w else 0):#x}", "unsorted_next_size", op)

@@ -24,13 +24,17 @@ class Found:
 def find_chunk(heap, addr: int) -> Optional[Found]:
     """The chunk whose bytes include ``addr``, or None.
 
-    A heap segment is searched by its chunk walk up to ``addr`` (the cached bulk read,
-    no state lookups but the one chunk's); mmapped chunks by their spans.
+    In a heap segment: the engine's chunk index (built once per stop, shared with
+    ptlist, ptstats and ptcheck).  Before it exists, a walk from the nearest free-list
+    head below ``addr`` that leads exactly to top answers without walking the whole
+    heap.  Mmapped chunks are searched by their spans.
     """
     found = heap.segment_of(addr)
     if found is not None:
         arena, seg = found
-        hit = _walk_to(heap, arena, seg, addr)
+        hit = _from_anchor(heap, arena, seg, addr)
+        if hit is None:
+            hit = heap.chunk_index(arena, seg).holding(addr)
         if hit is None:
             return None
         c = heap.chunk(hit)
@@ -41,28 +45,54 @@ def find_chunk(heap, addr: int) -> Optional[Found]:
     return None
 
 
-def _walk_to(heap, arena, seg, addr: int) -> Optional[int]:
-    """The start of the chunk holding ``addr``, walking by sizes from the segment start."""
+def _anchors(heap, arena) -> list[int]:
+    """Chunk addresses the arena itself names: its bins' and fastbins' heads, its
+    last remainder (read with the arena, so free)."""
+    f = arena.f
+    out = [x for x in f["bins"] if x]
+    out += [x for x in f.get("fastbinsY", ()) if x]
+    if f.get("last_remainder"):
+        out.append(f["last_remainder"])
+    return out
+
+
+def _from_anchor(heap, arena, seg, addr: int) -> Optional[int]:
+    """The chunk holding ``addr`` by a walk from the nearest anchor at or below it,
+    if the chunk index is not built yet and that walk reaches top exactly (else None:
+    the caller uses the index)."""
+    if (arena.addr, seg.start) in heap.__dict__.get("_chunk_index", {}):
+        return None
+    if not seg.start <= arena.top < seg.end or addr > arena.top:
+        return None
+    below = [x for x in _anchors(heap, arena)
+             if seg.start <= x <= addr and not (x + 2 * heap.sz) & heap.p.align_mask]
+    if not below:
+        return None
+    start = max(below)
     try:
         buf, base = heap.mem.load(seg.start, seg.end)
     except TargetMemoryError:
         return None
     sz = heap.sz
-    shift = 3 if sz == 8 else 2
-    if (seg.start - base) % sz or heap.cfg.endian != sys.byteorder:
+    if (start - base) % sz or heap.cfg.endian != sys.byteorder:
         return None
+    shift = 3 if sz == 8 else 2
     words = memoryview(buf)[:len(buf) - len(buf) % sz].cast("Q" if sz == 8 else "I")
-    w, top = (seg.start - base) // sz, (arena.top - base) // sz
+    w, top = (start - base) // sz, (arena.top - base) // sz
     want = (addr - base) // sz
-    minsize, low = heap.p.minsize, ~(SIZE_BITS >> shift)
-    n = len(words)
-    while w + 1 < n:  # the hot loop: one index and a shift per chunk
-        step = (words[w + 1] >> shift) & low
-        if w == top:
-            return w * sz + base if want < w + max(step, 2) else None
-        if step < minsize >> shift:
+    minw, low, bad = heap.p.minsize >> shift, ~(SIZE_BITS >> shift), \
+        heap.p.align_mask & ~SIZE_BITS
+    hit = None
+    while w < top:  # on to top: an anchor inside a chunk would not land on it
+        sf = words[w + 1]
+        step = (sf >> shift) & low
+        if step < minw or sf & bad:
             return None
         if w <= want < w + step:
-            return w * sz + base
+            hit = w
         w += step
-    return None
+    if w != top:
+        return None
+    if hit is None and want < top + 2:
+        hit = top
+    return base + hit * sz if hit is not None else None

@@ -62,6 +62,14 @@ def emit_chunk(heap: Heap, c: Chunk, out, hexdump: bool, verbose: bool) -> str:
     return state
 
 
+def _fencepost(heap: Heap, addr: int) -> bool:
+    """Whether ``addr`` holds a chunk header of glibc's fencepost sizes (0 or 2 words)."""
+    try:
+        return heap.chunk(addr).size in (0, 2 * heap.sz)
+    except TargetMemoryError:
+        return False
+
+
 def format_hexdump(addr: int, data: bytes) -> str:
     lines = []
     for i in range(0, len(data), 16):
@@ -73,8 +81,9 @@ def format_hexdump(addr: int, data: bytes) -> str:
 
 @command("ptchunk", "chunk(s) at an address, following to the next chunks")
 class PtChunk:
-    """Show the chunk at each ADDR: size, flags, state (inuse/free/fast/tcache/top/
-    mmapped) and its free-list links.  -c N follows to the N-1 next chunks."""
+    """Show the chunk at each ADDR: size, flags, state (inuse/free/fast/tcache/orphan/
+    top/mmapped) and its free-list links.  -c N follows to the N-1 next chunks (past
+    glibc's fenceposts to malloc's next region)."""
 
     @staticmethod
     def args(p):
@@ -125,6 +134,14 @@ class PtChunk:
                     noted = True
                     emit_tcache_notes(heap, out)
                 if i + 1 < args.count:
+                    after = heap.next_run(addr + c.size) if state != "top" \
+                        and _fencepost(heap, addr + c.size) else None
+                    if after is not None:  # glibc's fenceposts, then a foreign sbrk
+                        out.note(f"{addr + c.size:#x}: fencepost (memory taken by a "
+                                 f"foreign sbrk follows); the heap goes on at {after:#x}",
+                                 addr=addr + c.size)
+                        addr = after
+                        continue
                     if state == "top" or c.size < heap.p.minsize:
                         out.note(f"stopped at {addr:#x}: "
                                  + ("top chunk" if state == "top" else

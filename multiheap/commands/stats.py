@@ -7,8 +7,9 @@ from multiheap.commands.base import command
 from multiheap.commands.bins import chunks_text, emit_tcache_notes
 from multiheap.heaptypes import Stop
 from multiheap.stats import MALLINFO2_FIELDS, arena_stats, mallinfo2
+from multiheap.walks import STATES
 
-_KEYS = ("inuse", "free", "fast", "tcache")
+_KEYS = STATES
 
 
 @command("ptstats", "totals per arena and overall, and mallinfo2 as glibc computes it")

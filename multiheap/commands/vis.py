@@ -330,7 +330,7 @@ def _word_note(heap: Heap, vc: VisChunk, off: int, value: int, symbolize, raw: b
         return s + (f" raw={vc.fd_raw:#x}" if raw and vc.fd_raw is not None else "")
     if off == 3 * sz and vc.state == "tcache" and heap.p.version >= (2, 29):
         return "tcache key"
-    if off in (2 * sz, 3 * sz) and vc.state in ("free", "fast", "tcache"):
+    if off in (2 * sz, 3 * sz) and vc.state in ("free", "fast", "tcache", "orphan"):
         which = "fd" if off == 2 * sz else "bk"
         name = symbolize(value) if symbolize is not None else None
         return which + (f" {name}" if name else "")
