@@ -300,24 +300,25 @@ class ChunkWalks:
                 for a, st in index.items():
                     by.setdefault(st, []).append(a)
                 groups = [(st, chunks, None) for st, chunks in by.items()]
-            mark = bytearray(len(words) + 1)  # 1 at each chunk start
+            mark = bytearray(len(words) + 1)  # 1 at each chunk start (top: 0)
             if groups:
-                for w in ix.starts[:n]:
+                for w in ix.starts:
                     mark[w] = 1
+                if ix.top_at is not None:
+                    mark[ix.top_at] = 0
             nm = len(mark)
-            seen: set[int] = set()
             for st, chunks, sizes in groups:
                 # a listed address that is no chunk start (before, after or between the
                 # starts, or misaligned) lies inside another chunk, which keeps its state
                 real = [w for a in chunks if not (a - base) & low
                         and 0 <= (w := (a - base) >> shift) < nm and mark[w]]
-                seen.update(real)
                 out[st][0] += len(real)
                 if sizes is not None and len(real) == len(chunks):
                     out[st][1] += sum(sizes)
                 else:
                     out[st][1] += sum([words[w + 1] & ~SIZE_BITS for w in real])
-            orphans = [w for w in ix.marked if w not in seen]
+            # a marked chunk is a chunk start: it is an orphan unless a list holds it
+            orphans = [w for w in ix.marked if base + w * sz not in index]
             out["orphan"][0] += len(orphans)
             out["orphan"][1] += sum([words[w + 1] & ~SIZE_BITS for w in orphans])
         result = {"inuse": [n_all - sum(v[0] for v in out.values()),
