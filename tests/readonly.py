@@ -80,3 +80,11 @@ def differences(before: Snapshot, after: Snapshot) -> list[str]:
 def battery(reg: str) -> list[str]:
     """:data:`BATTERY` with the host's register spelling."""
     return [a.replace("{reg}", reg) for a in BATTERY]
+
+
+def evaluated_address(ptchunk_doc: dict) -> int:
+    """The address a ``ptchunk ARG --json`` argument evaluated to: the chunk's address,
+    or its user pointer when ptchunk took ARG as one (its note says ``-m assumed``)."""
+    first = ptchunk_doc["chunks"][0]
+    assumed = any("-m assumed" in n.get("message", "") for n in ptchunk_doc.get("notes", []))
+    return first["mem"] if assumed else first["addr"]

@@ -401,7 +401,8 @@ def test_shell_completion_and_options():
     from multiheap.shell import complete, options_of
 
     assert "ptchunk" in complete("", "ptc")
-    assert complete("", "ptch") == ["ptchunk"]
+    assert complete("", "ptchu") == ["ptchunk"]
+    assert sorted(complete("", "ptch")) == ["ptcheck", "ptchunk"]
     assert "--json" in options_of("ptstats")
     assert "-c" in complete("ptchunk 0x10 ", "-")
 

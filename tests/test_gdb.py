@@ -171,7 +171,8 @@ def test_pthelp_lists_every_command(run):
     names = [c["name"] for c in run.json("pthelp --json")["commands"]]
     assert sorted(names) == sorted(["ptarena", "ptparam", "ptchunk", "ptlist", "ptbin",
                                     "ptfast", "pttcache", "ptfree", "ptstats", "ptmeta",
-                                    "ptconfig", "pthelp", "ptvis"])
+                                    "ptconfig", "pthelp", "ptvis", "ptcheck", "pttry",
+                                    "ptfind", "ptmap", "pttrace", "pthistory"])
 
 
 def test_mmapped_chunks_are_the_programs_big_allocations(run):

@@ -143,7 +143,7 @@ def _chunk_addr(run: dict, arg: str) -> int:
         m = re.search(r"ptchunk: no chunk at (0x[0-9a-f]+): ", res["error"])
         assert m, f"{arg}: {res['error']}"
         return int(m.group(1), 16)
-    return json.loads(res["out"])["chunks"][0]["addr"]
+    return readonly.evaluated_address(json.loads(res["out"]))
 
 
 def test_battery_changes_nothing(victim):
