@@ -32,6 +32,7 @@ from multiheap.elffile import (
     read_elf,
 )
 from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError, UsageError
+from multiheap.progio import dup_stdio
 from multiheap.target import Module, Region, Thread, TypeLayout
 
 SMALL_READ = 0x4000  # up to this many bytes: hex through MI; above: dump to a file
@@ -547,7 +548,7 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
             raise BadInputError(f"program {argv[0]} not found")
         exe, run_args = os.path.abspath(prog), argv[1:]
 
-    stdio = _our_stdio() if run is not None else ()
+    stdio = dup_stdio() if run is not None else ()
     try:
         mi = MiProcess(gdb, pass_fds=stdio)
     finally:
@@ -599,16 +600,6 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
         raise
 
 
-def _our_stdio() -> tuple[int, int, int]:
-    """Copies of our stdin, stdout and stderr (/dev/null for one that is closed), for
-    gdb to hand to the program it starts."""
-    out = []
-    for fd in (0, 1, 2):
-        try:
-            out.append(os.dup(fd))
-        except OSError:
-            out.append(os.open(os.devnull, os.O_RDWR))
-    return out[0], out[1], out[2]
 
 
 def _add_debug_dirs(mi: MiProcess, dirs: Sequence[str]) -> None:

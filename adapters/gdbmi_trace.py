@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 from multiheap.adapters.gdbmi import GdbMiError, MiProcess, mi_quote
 from multiheap.errors import MultiheapError, UsageError
+from multiheap.progio import dup_stdio
 from multiheap.trace import TraceOptions
 
 _SOLIB_TRIES = 20
@@ -28,14 +29,6 @@ def _plugin() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(plugins.__file__)), "gdb.py")
 
 
-def _stdio() -> tuple[int, int, int]:
-    out = []
-    for fd in (0, 1, 2):
-        try:
-            out.append(os.dup(fd))
-        except OSError:
-            out.append(os.open(os.devnull, os.O_RDWR))
-    return out[0], out[1], out[2]
 
 
 class MiTrace:
@@ -45,7 +38,7 @@ class MiTrace:
                  pid: Optional[int] = None) -> None:
         self.opts, self.run, self.pid = opts, run, pid
         os.environ.setdefault("MULTIHEAP_VENV", sys.prefix)  # for the plugin in gdb
-        self._fds = _stdio() if run is not None else ()
+        self._fds = dup_stdio() if run is not None else ()
         try:
             self.mi = MiProcess("gdb", pass_fds=self._fds)
         finally:

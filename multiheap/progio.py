@@ -18,6 +18,18 @@ import tempfile
 from typing import Optional
 
 
+def dup_stdio() -> tuple[int, int, int]:
+    """Copies of our stdin, stdout and stderr (/dev/null for one that is closed), for a
+    debugger that inherits them to hand to the program it starts (gdb)."""
+    out = []
+    for fd in (0, 1, 2):
+        try:
+            out.append(os.dup(fd))
+        except OSError:
+            out.append(os.open(os.devnull, os.O_RDWR))
+    return out[0], out[1], out[2]
+
+
 class ProgramStdio:
     """Paths for the program's fds 0, 1 and 2, and the spools to copy back."""
 

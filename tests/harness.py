@@ -14,7 +14,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -249,3 +251,32 @@ def expected_tcache(t: Truth) -> dict[int, set[int]]:
         if r["kind"] == "tcache" or (r["kind"] == "fast_or_tcache" and t.version >= (2, 43)):
             out.setdefault(r["tid"], set()).add(r["mem"])
     return out
+
+
+@contextmanager
+def waiting_program(program: str, argv, *, marker: str = "\n"):
+    """Run tests/programs/PROGRAM.c until it wrote its truth file (ending in ``marker``)
+    and waits; gcore it.  Yields (exe, pid, core, truth); the process is killed after.
+
+    ``argv(truth_path)`` gives the program's arguments (each program orders them its way).
+    """
+    require("gdb")
+    exe = build(program)
+    work = Path(tempfile.mkdtemp(prefix=f"mh-{program}-", dir=BUILD_DIR))
+    truth_path = work / "truth.json"
+    proc = subprocess.Popen([str(exe), *argv(truth_path)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            if truth_path.exists() and truth_path.read_text().endswith(marker):
+                break
+            time.sleep(0.02)
+        truth = json.loads(truth_path.read_text())
+        core = work / f"{program}.core"
+        subprocess.run(["gdb", "-nx", "-batch", "-p", str(proc.pid), "-ex", f"gcore {core}"],
+                       capture_output=True, timeout=120, check=True)
+        assert core.exists()
+        yield exe, proc.pid, core, truth
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(work, ignore_errors=True)

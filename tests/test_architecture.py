@@ -107,3 +107,15 @@ def test_each_fallback_is_defined_once():
         assert len(homes) == 1 and homes[0][1] == 1, (name, homes)
     old = [p for p in ("multiheap/locate.py", "multiheap/heuristics.py") if (ROOT / p).exists()]
     assert not old, f"{old}: discovery lives in multiheap/discovery/"
+
+
+def test_every_engine_package_is_installed():
+    """pyproject lists its packages by name: a new subpackage missing there would import
+    from a checkout but not from an installed wheel."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {"multiheap." + p.parent.name for p in (root / "multiheap").glob("*/__init__.py")}
+    assert found <= listed, sorted(found - listed)

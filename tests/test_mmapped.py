@@ -14,12 +14,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
-from harness import BUILD_DIR, PLUGIN_GDB, VENV, build, gdb_env, require
+from harness import PLUGIN_GDB, VENV, gdb_env, waiting_program
 
 CLI = str(VENV / "bin" / "multiheap")
 HOSTS = ["gdb", "gdb-mi", "lldb", "r2"]
@@ -29,28 +27,9 @@ COMMANDS = ["ptlist --mmapped --json", "ptstats --json", "ptparam --json"]
 @pytest.fixture(scope="module")
 def program():
     """The mmaps program waiting after checkpoint(), its gcore and its truth."""
-    require("gdb")
-    exe = build("mmaps")
-    work = Path(tempfile.mkdtemp(prefix="mh-mmaps-", dir=BUILD_DIR))
-    truth_path = work / "truth.json"
-    proc = subprocess.Popen([str(exe), str(truth_path), "wait"], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(500):
-            if truth_path.exists() and truth_path.read_text().endswith("\n"):
-                break
-            time.sleep(0.02)
-        truth = json.loads(truth_path.read_text())
-        core = work / "mmaps.core"
-        subprocess.run(["gdb", "-nx", "-batch", "-p", str(proc.pid), "-ex",
-                        f"gcore {core}"], capture_output=True, timeout=120, check=True)
-        assert core.exists()
-        yield exe, proc.pid, core, truth
-    finally:
-        proc.kill()
-        proc.wait()
-        for f in work.iterdir():
-            f.unlink()
-        work.rmdir()
+    with waiting_program("mmaps", lambda t: [str(t), "wait"], marker="\n") as running:
+        yield running
+
 
 
 def _gdb_plugin(exe: Path, target: list[str]) -> dict[str, dict]:

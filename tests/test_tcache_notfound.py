@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
-from harness import BUILD_DIR, VENV, build, require
+from harness import VENV, waiting_program
 
 CLI = str(VENV / "bin" / "multiheap")
 
@@ -25,27 +22,9 @@ CLI = str(VENV / "bin" / "multiheap")
 @pytest.fixture(scope="module")
 def program():
     """tls_tcache waiting after checkpoint(), its gcore, and its truth."""
-    require("gdb")
-    exe = build("tls_tcache")
-    work = Path(tempfile.mkdtemp(prefix="mh-tls-", dir=BUILD_DIR))
-    truth_path = work / "truth.json"
-    proc = subprocess.Popen([str(exe), "wait", str(truth_path)], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(500):
-            if truth_path.exists() and truth_path.read_text().endswith("\n"):
-                break
-            time.sleep(0.02)
-        truth = json.loads(truth_path.read_text())
-        core = work / "tls.core"
-        subprocess.run(["gdb", "-nx", "-batch", "-p", str(proc.pid), "-ex",
-                        f"gcore {core}"], capture_output=True, timeout=120, check=True)
-        yield exe, proc.pid, core, truth
-    finally:
-        proc.kill()
-        proc.wait()
-        for f in work.iterdir():
-            f.unlink()
-        work.rmdir()
+    with waiting_program("tls_tcache", lambda t: ["wait", str(t)], marker="\n") as running:
+        yield running
+
 
 
 def _cli(backend: str, target: list[str], cmd: str) -> dict:

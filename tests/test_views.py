@@ -13,11 +13,10 @@ import json
 import re
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-from harness import BUILD_DIR, PLUGIN_GDB, VENV, build, gdb_env, require
+from harness import BUILD_DIR, PLUGIN_GDB, VENV, gdb_env, require, waiting_program
 
 CLI = str(VENV / "bin" / "multiheap")
 ESC = re.compile(r"\x1b\[[0-9;]+m")  # real colour: digits (gdb's own bare ESC[m is not)
@@ -26,27 +25,9 @@ ESC = re.compile(r"\x1b\[[0-9;]+m")  # real colour: digits (gdb's own bare ESC[m
 @pytest.fixture(scope="module")
 def program():
     """vis waiting after checkpoint(), its gcore and its truth."""
-    require("gdb")
-    exe = build("vis")
-    work = Path(tempfile.mkdtemp(prefix="mh-vis-", dir=BUILD_DIR))
-    truth_path = work / "truth.json"
-    proc = subprocess.Popen([str(exe), str(truth_path), "wait"], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(500):
-            if truth_path.exists() and truth_path.read_text().endswith("}\n"):
-                break
-            time.sleep(0.02)
-        truth = json.loads(truth_path.read_text())
-        core = work / "vis.core"
-        subprocess.run(["gdb", "-nx", "-batch", "-p", str(proc.pid), "-ex",
-                        f"gcore {core}"], capture_output=True, timeout=120, check=True)
-        yield exe, proc.pid, core, truth
-    finally:
-        proc.kill()
-        proc.wait()
-        for f in work.iterdir():
-            f.unlink()
-        work.rmdir()
+    with waiting_program("vis", lambda t: [str(t), "wait"], marker="}\n") as running:
+        yield running
+
 
 
 def gdb_plugin(target: list[str], commands: list[str], env: dict | None = None) -> list[str]:
