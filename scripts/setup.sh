@@ -45,7 +45,8 @@ if [ "$with_tests" = 1 ]; then
     # bookworm-security, whose i386 index a mirror mid-sync can fail to serve.
     # musl-tools: a libc that is not glibc, which multiheap must recognise and refuse.
     # chromium: tests/test_ptmap.py opens ptmap's pages headless (--no-sandbox as root).
-    pkgs+=(gcc-multilib libc6-dbg:i386 musl-tools chromium)
+    # perl, sqlite3, g++: real programs ptcheck must give no false alarm on (test_ptcheck).
+    pkgs+=(gcc-multilib libc6-dbg:i386 musl-tools chromium perl sqlite3 g++)
     need_i386=1
 fi
 
