@@ -11,6 +11,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from tests.harness import PLUGIN_GDB, gdb_env, require
 from tests.trace_common import (
     check_cli_watch_and_shell,
@@ -50,6 +52,22 @@ def test_cli_gdbmi_holds_every_call():
     assert [r["seq"] for r in recs] == list(range(1, len(recs) + 1))
     assert all(len(x["backtrace"]) <= 8 for x in recs[:-1])
     assert "0 errors" in r.stdout
+
+
+@pytest.mark.parametrize("name, argv", [
+    ("perl", "/usr/bin/perl -e 'my %h; $h{$_} = \"x\" x $_ for 1..300; delete $h{$_} for 1..100'"),
+    ("python3", "/usr/bin/python3 -c 'd = {i: str(i) * i for i in range(300)}; del d'"),
+])
+def test_no_false_alarm_on_real_programs(name, argv):
+    """Healthy real programs (thousands of calls, glibc's and the interpreter's own):
+    the trace holds every call and catches no error."""
+    d = workdir(f"real-{name}")
+    r = run_cli(["--run", argv, "-o", str(d / "t.jsonl")], {})
+    assert r.returncode == 0, r.stderr
+    recs = trace_records(d / "t.jsonl")
+    assert recs[-1]["op"] == "summary" and recs[-1]["end"] == "exited 0"
+    assert len(recs) > 1000, len(recs)
+    assert [x for x in recs if x.get("error")] == [] and recs[-1]["errors"] == 0
 
 
 def test_gdb_plugin_holds_every_call_and_history():
