@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Optional
 
+from multiheap.elffile import BadInputError, read_elf
 from multiheap.errors import MultiheapError
 from multiheap.memory import same_file
 from multiheap.target import Region, Target
 
 STT_OBJECT, STT_FUNC, STT_TLS, STT_GNU_IFUNC = 1, 2, 6, 10
-ET_EXEC = 2
+ET_EXEC, PT_LOAD = 2, 1
 
 
 @dataclass
@@ -82,28 +83,18 @@ def read_symbols(path: str) -> Optional[SymbolTable]:
             data = f.read()
     except OSError:
         return None
-    if data[:4] != b"\x7fELF" or len(data) < 64:
+    try:  # the header and program headers: the project's one ELF reader
+        elf = read_elf(path, data)
+    except BadInputError:
         return None
-    is64 = data[4] == 2
-    e = "<" if data[5] == 1 else ">"
+    is64, e = elf.bits == 64, elf.fmt
     try:
         secs = _sections(data, e, is64)
-        etype = struct.unpack_from(e + "H", data, 16)[0]
-        if is64:
-            phoff = struct.unpack_from(e + "Q", data, 0x20)[0]
-            phentsize, phnum = struct.unpack_from(e + "HH", data, 0x36)
-            loads = [struct.unpack_from(e + "IIQQ", data, phoff + i * phentsize)
-                     for i in range(phnum)]
-            vaddrs = [v for t, _f, _o, v in loads if t == 1]
-        else:
-            phoff = struct.unpack_from(e + "I", data, 0x1C)[0]
-            phentsize, phnum = struct.unpack_from(e + "HH", data, 0x2A)
-            loads = [struct.unpack_from(e + "IIII", data, phoff + i * phentsize)
-                     for i in range(phnum)]
-            vaddrs = [v for t, _o, v, _p in loads if t == 1]
     except struct.error:
         return None
-    table = SymbolTable(min_vaddr=min(vaddrs, default=0) & ~0xFFF, exec_file=etype == ET_EXEC)
+    vaddrs = [vaddr for ptype, _off, vaddr, _fs, _ms in elf.phdrs if ptype == PT_LOAD]
+    table = SymbolTable(min_vaddr=min(vaddrs, default=0) & ~0xFFF,
+                        exec_file=elf.etype == ET_EXEC)
     fmt, size = (e + "IBBHQQ", 24) if is64 else (e + "IIIBBH", 16)
     best: dict[int, tuple[int, int, str]] = {}
     for kind in (2, 11):  # SHT_SYMTAB, then SHT_DYNSYM
