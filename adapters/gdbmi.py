@@ -32,7 +32,7 @@ from multiheap.elffile import (
     read_elf,
 )
 from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError, UsageError
-from multiheap.progio import dup_stdio
+from multiheap.progio import dup_stdio, program_argv
 from multiheap.target import Module, Region, Thread, TypeLayout
 
 SMALL_READ = 0x4000  # up to this many bytes: hex through MI; above: dump to a file
@@ -537,16 +537,7 @@ def open_target(core: Optional[str] = None, exe: Optional[str] = None,
         _check_pid(pid)
     else:
         assert run is not None
-        try:
-            argv = shlex.split(run)
-        except ValueError as e:
-            raise BadInputError(f"--run: {e}") from None
-        if not argv:
-            raise BadInputError("--run needs a program")
-        prog = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
-        if not prog or not os.path.isfile(prog):
-            raise BadInputError(f"program {argv[0]} not found")
-        exe, run_args = os.path.abspath(prog), argv[1:]
+        exe, *run_args = program_argv(run)
 
     stdio = dup_stdio() if run is not None else ()
     try:

@@ -12,10 +12,28 @@ private spool file instead, copied to our stream when the program stops and at t
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import stat
 import tempfile
 from typing import Optional
+
+from multiheap.elffile import BadInputError
+
+
+def program_argv(run: str) -> list[str]:
+    """``--run 'PROG ARGS'`` split as a shell would quote it (nothing is run by a shell),
+    PROG found on PATH when it has no slash, as [absolute path, args...]."""
+    try:
+        argv = shlex.split(run)
+    except ValueError as e:
+        raise BadInputError(f"--run: {e}") from None
+    if not argv:
+        raise BadInputError("--run needs a program")
+    prog = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+    if not prog or not os.path.isfile(prog):
+        raise BadInputError(f"program {argv[0][:80]!r} not found")
+    return [os.path.abspath(prog), *argv[1:]]
 
 
 def dup_stdio() -> tuple[int, int, int]:

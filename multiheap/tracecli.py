@@ -15,12 +15,12 @@ import argparse
 import importlib
 import os
 import shlex
-import shutil
 import signal
 import sys
 from typing import NoReturn, Optional
 
 from multiheap.errors import MultiheapError, UsageError
+from multiheap.progio import program_argv
 from multiheap.trace import TraceOptions
 from multiheap.trace.query import describe, records, summary_lines
 
@@ -67,16 +67,7 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"cannot write {args.output}: no writable directory {out_dir}")
     args.output = os.path.abspath(args.output)
     if args.run is not None:
-        try:
-            argv = shlex.split(args.run)
-        except ValueError as e:
-            raise UsageError(f"--run: {e}") from None
-        if not argv:
-            raise UsageError("--run needs a program")
-        prog = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
-        if not prog or not os.path.isfile(prog):
-            raise UsageError(f"program {argv[0][:80]!r} not found")
-        args.run = shlex.join([os.path.abspath(prog), *argv[1:]])
+        args.run = shlex.join(program_argv(args.run))
     elif args.pid is not None:
         if args.pid <= 0 or args.pid == os.getpid() or not os.path.isdir(f"/proc/{args.pid}"):
             raise UsageError(f"no process {args.pid} to attach to")
