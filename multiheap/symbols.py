@@ -1,4 +1,4 @@
-"""What a pointer points at: ``<main_arena+96>``, ``<_IO_2_1_stdout_>``, ``[heap]``.
+"""What a pointer points at: ``<main_arena+0x60>``, ``<_IO_2_1_stdout_>``, ``[heap]``.
 
 The engine reads the symbol tables (``.symtab``, else ``.dynsym``, plus the build-id
 debug file's ``.symtab`` when there is one) of each module the target has loaded, from
@@ -210,7 +210,7 @@ class Symbolizer:
                 hit = t.find(addr - p.bias)
                 if hit is not None:
                     name, off = hit
-                    return f"<{name}+{off}>" if off else f"<{name}>"
+                    return f"<{name}+{off:#x}>" if off else f"<{name}>"
         for lo, hi in self.heaps:
             if lo <= addr < hi:
                 return "[heap]"

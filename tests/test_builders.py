@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from multiheap.builders import Column, JsonBuilder, PythonBuilder, TextBuilder
+from multiheap.builders import Column, JsonBuilder, PythonBuilder, TextBuilder, plural
 
 
 def describe(out) -> None:
@@ -83,3 +83,29 @@ def test_tags_are_shown_and_kept():
     text = TextBuilder(tags.get)
     describe(text)
     assert "victim" in text.render()
+
+
+def test_text_says_a_walk_stop_once_in_hex():
+    """A ``stopped`` object reads as a line with a hex address, never a Python dict;
+    after a note that told the same stop, it is not repeated."""
+    out = TextBuilder()
+    out.field("stopped", {"addr": 0x5040, "reason": "size 0x0"})
+    out.note("walk stopped at 0x5080: bad", addr=0x5080, reason="bad")
+    out.field("stopped", {"addr": 0x5080, "reason": "bad"})
+    text = out.render()
+    assert text.splitlines() == ["stopped at 0x5040: size 0x0",
+                                 "note: walk stopped at 0x5080: bad"]
+    assert "{" not in text and str(0x5040) not in text
+
+
+def test_text_item_showing_its_tag_gets_it_once():
+    out = TextBuilder(tagger={0x5000: "victim"}.get)
+    out.item("{addr:#x}: {tag}", addr=0x5000, tag="victim")
+    out.item("{addr:#x} size={size:#x}", addr=0x5000, size=0x20)
+    assert out.render().splitlines() == ["0x5000: victim", "0x5000 size=0x20 [victim]"]
+
+
+def test_plural():
+    assert [plural(n, "tag") for n in (0, 1, 2)] == ["0 tags", "1 tag", "2 tags"]
+    assert plural(1, "entry", "entries") == "1 entry" and plural(3, "entry", "entries") \
+        == "3 entries"

@@ -76,14 +76,14 @@ def test_ptvis_labels_decoded_fd_and_symbols(program):
     assert mem[t["fast30"][1]]["fd"] == t["fast30"][0] - 16  # fastbins link chunks
     # symbols: stdout, the global, the stack, the heap; bins point into main_arena
     names = {p["offset"]: p["symbol"] for p in mem[t["keep"][0]]["pointers"]}
-    assert names[16] == "<_IO_2_1_stdout_>" and names[24] == "<target+16>"
+    assert names[16] == "<_IO_2_1_stdout_>" and names[24] == "<target+0x10>"
     assert names[32] == "[stack]" and names[40] == "[heap]"
     small = {p["offset"]: p["symbol"] for p in mem[t["small90"][0]]["pointers"]}
-    assert re.fullmatch(r"<main_arena\+\d+>", small[16]), small
+    assert re.fullmatch(r"<main_arena\+0x[0-9a-f]+>", small[16]), small
     assert all(c["problems"] == [] for c in chunks.values())
     # the text shows the same, decoded fd with its stored value on demand, zeros folded
     for label in ("tcache[1] #0", "fastbin[1] #1", "smallbin[9]", "unsorted", "largebin[",
-                  "<_IO_2_1_stdout_>", "<target+16>", "[stack]", "zero bytes", "top"):
+                  "<_IO_2_1_stdout_>", "<target+0x10>", "[stack]", "zero bytes", "top"):
         assert label in text, label
     head = mem[heads[0]]
     assert f"raw={head['fd_raw']:#x}" in text and "fd (decoded)" in text
@@ -101,7 +101,7 @@ def test_ptvis_same_json_in_every_host(program):
         assert res.returncode == 0, f"{backend}: {res.stderr[-2000:]}"
         docs[backend] = json.loads(res.stdout)
     symbols = {p["symbol"] for c in docs["gdb"]["chunks"] for p in c["pointers"]}
-    assert "<_IO_2_1_stdout_>" in symbols and "<target+16>" in symbols
+    assert "<_IO_2_1_stdout_>" in symbols and "<target+0x10>" in symbols
     for backend in ("gdb-mi", "lldb", "r2"):
         assert docs[backend] == docs["gdb"], backend
 

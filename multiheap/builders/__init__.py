@@ -7,9 +7,9 @@ returns plain objects for scripts.  See docs/output.md for the stable field name
 
 from __future__ import annotations
 
-from multiheap.builders.base import Builder, Column
+from multiheap.builders.base import Builder, Column, plural
 from multiheap.builders.json import JsonBuilder
 from multiheap.builders.python import PythonBuilder
 from multiheap.builders.text import TextBuilder
 
-__all__ = ["Builder", "Column", "JsonBuilder", "PythonBuilder", "TextBuilder"]
+__all__ = ["Builder", "Column", "JsonBuilder", "PythonBuilder", "TextBuilder", "plural"]

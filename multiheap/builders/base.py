@@ -9,6 +9,11 @@ from typing import Any, Callable, Optional
 Tagger = Callable[[int], Optional[str]]
 
 
+def plural(n: int, noun: str, nouns: str = "") -> str:
+    """``1 tag``, ``2 tags``: a count with its noun in the right number."""
+    return f"{n} {noun if n == 1 else nouns or noun + 's'}"
+
+
 @dataclass(frozen=True)
 class Column:
     """A table column: its JSON name, its text header and a format spec for text."""

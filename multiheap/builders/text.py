@@ -21,7 +21,7 @@ PALETTE = {
     "mmapped": "\x1b[91m", "list": "\x1b[93m",
     "chunk0": "\x1b[32m", "chunk1": "\x1b[34m", "chunk2": "\x1b[33m", "chunk3": "\x1b[35m",
 }
-# Fields that hold pointers worth naming (<main_arena+96>, [heap]), in any command.
+# Fields that hold pointers worth naming (<main_arena+0x60>, [heap]), in any command.
 POINTER_FIELDS = frozenset({"fd", "bk", "fd_nextsize", "bk_nextsize", "top", "last_remainder",
                             "next", "next_free", "ar_ptr", "prev", "sbrk_base"})
 ADDRESS_COLUMNS = frozenset({"addr", "chunk", "mem", "top", "start", "end"})
@@ -56,6 +56,7 @@ class TextBuilder(Builder):
         self._lines: list[str] = []
         self._indent = 0
         self._open: list[bool] = []
+        self._said: set[tuple] = set()  # (addr, reason) of the stops notes told already
 
     def _c(self, code: str, s: str) -> str:
         return f"{code}{s}{_RESET}" if self.color else s
@@ -65,7 +66,7 @@ class TextBuilder(Builder):
         return f"{code}{text}{_RESET}" if code else text
 
     def symbol(self, value: Any) -> Optional[str]:
-        """What a pointer value points at (``<main_arena+96>``), when known."""
+        """What a pointer value points at (``<main_arena+0x60>``), when known."""
         if self.symbolizer is None or not isinstance(value, int) or isinstance(value, bool):
             return None
         return self.symbolizer(value)
@@ -90,6 +91,9 @@ class TextBuilder(Builder):
         self.end()
 
     def field(self, name: str, value: Any, fmt: str = "", label: str = "") -> None:
+        if isinstance(value, dict):
+            self._object_field(label or name, value)
+            return
         s = fmt_value(value, fmt)
         if fmt == "#x" and isinstance(value, int):
             s = self.paint("addr", s)
@@ -104,6 +108,19 @@ class TextBuilder(Builder):
             s += " " + self._c(_CYAN, f"[{tag}]")
         self._emit(f"{label or name}: {s}")
 
+    def _object_field(self, label: str, value: dict) -> None:
+        """A small object as one line: a walk stop reads ``stopped at 0x...: why`` (and
+        not at all when a note said it already); others ``key=value`` with hex addresses."""
+        if isinstance(value.get("addr"), int) and "reason" in value:
+            if (value["addr"], value["reason"]) in self._said:
+                return
+            at = self.paint("addr", format(value["addr"], "#x"))
+            self._emit(f"{label} at {at}: {value['reason']}")
+            return
+        parts = [f"{k}={fmt_value(v, '#x' if k in ADDRESS_COLUMNS else '')}"
+                 for k, v in value.items()]
+        self._emit(f"{label}: " + ", ".join(parts))
+
     def item(self, template: str, **values: Any) -> None:
         head, nl, rest = template.partition("\n")
         if self.color or self.symbolizer is not None:
@@ -111,7 +128,7 @@ class TextBuilder(Builder):
         s = (head + nl + rest).format(**values)
         tag = self.tag(values.get("addr"))
         lines = s.split("\n")
-        if tag:
+        if tag and tag != values.get("tag"):  # an item that shows its own tag (ptmeta)
             lines[0] += " " + self._c(_CYAN, f"[{tag}]")
         if self.symbolizer is not None and isinstance(values.get("hexdump"), str):
             lines = self._dump_symbols(lines, bytes.fromhex(values["hexdump"]),
@@ -235,6 +252,8 @@ class TextBuilder(Builder):
             self._emit(part)
 
     def note(self, message: str, **data: Any) -> None:
+        if "reason" in data:
+            self._said.add((data.get("addr"), data["reason"]))
         self._emit(self._c(_YELLOW, "note: " + message))
 
     def _flush(self) -> None:

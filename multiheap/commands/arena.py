@@ -42,10 +42,14 @@ def emit_arena(heap: Heap, a: Arena, out, brief: bool) -> None:
 
 
 def _arena_table(heap: Heap, arenas: list[Arena], out) -> None:
-    w = 2 + 2 * heap.sz
+    def width(values) -> int:  # as wide as the widest value: 80 columns
+        return max((len(f"{v:#x}") for v in values), default=3)
+
+    w = width([a.addr for a in arenas] + [a.top for a in arenas])
     cols = [Column("index", "#", "d", 2), Column("addr", "arena", "#x", w),
-            Column("top", "top", "#x", w), Column("top_size", "top size", "#x", 10),
-            Column("system_mem", "system", "#x", 10),
+            Column("top", "top", "#x", w),
+            Column("top_size", "top size", "#x", width(heap.top_size(a) for a in arenas)),
+            Column("system_mem", "system", "#x", width(a.f["system_mem"] for a in arenas)),
             Column("attached_threads", "threads", "d", 7),
             Column("heaps", "heaps", "d", 5), Column("main", "main", "", 4)]
     out.table("arenas", cols, [
@@ -102,8 +106,9 @@ class PtParam:
         out.begin("mp")
         counts = {"n_mmaps", "n_mmaps_max", "max_n_mmaps", "no_dyn_threshold", "hp_flags",
                   "thp_mode", "tcache_bins", "tcache_small_bins", "tcache_count"}
-        for name, value in heap.mp.items():
-            out.field(name, value, "" if name in counts else "#x")
+        for name, value in heap.mp.items():  # a count beyond INT_MAX is damage: hex
+            plain = name in counts and isinstance(value, int) and 0 <= value <= 0x7FFFFFFF
+            out.field(name, value, "" if plain else "#x")
         gmf = heap.global_max_fast
         out.end()
         if gmf is not None:

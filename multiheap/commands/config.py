@@ -100,7 +100,8 @@ class PtConfig:
         arenas = heap.arenas()
         broken = [st.reason for a in arenas for st in a.stops]
         out.begin("arenas")
-        out.item("{count} arenas  ({how})", count=len(arenas),
+        out.item("{count} " + ("arena" if len(arenas) == 1 else "arenas") + "  ({how})",
+                 count=len(arenas),
                  how="main_arena.next chain" + (f", {broken[0]}" if broken else
                                                 " back to main_arena"))
         out.end()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from multiheap.builders import plural
 from multiheap.commands.base import address, command
 from multiheap.errors import UsageError
 
@@ -33,7 +34,7 @@ class PtMeta:
                 raise UsageError(f"no tag at {addr:#x}")
         elif args.action == "clear":
             meta.clear()
-        out.begin_list("tags", title=f"{len(meta.tags)} tags")
+        out.begin_list("tags", title=plural(len(meta.tags), "tag"))
         for addr, tag in sorted(meta.tags.items()):
             out.item("{addr:#x}: {tag}", addr=addr, tag=tag)
         out.end_list()

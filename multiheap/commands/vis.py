@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from multiheap.builders import plural
 from multiheap.commands.base import address, command, count
+from multiheap.discovery.facts import NOT_INITIALISED
 from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
 from multiheap.heap import Heap
 from multiheap.heaptypes import SIZE_BITS, Arena, FreeList
@@ -179,7 +181,7 @@ class PtVis:
     each chunk's header and user data as words with ASCII, and beside them the list
     that holds it (tcache[i] #n, fastbin[i], unsorted, smallbin[i], largebin[i], top;
     #0 is the head, the next chunk malloc gives), the decoded safe-linked fd (--raw:
-    also the stored value), ptmeta tags, pointers named by symbol (<main_arena+96>,
+    also the stored value), ptmeta tags, pointers named by symbol (<main_arena+0x60>,
     [heap], [stack]) and "!!" where a walk or a heap check found a problem.  Runs of
     zero words fold."""
 
@@ -216,8 +218,9 @@ class PtVis:
             arena = arenas[0]
             if not arena.heaps:
                 out.field("arena", arena.addr, "#x")
-                out.field("chunks", [])
-                out.note("the heap is not initialised yet (no malloc so far)")
+                if out.structured():
+                    out.field("chunks", [])
+                out.note(NOT_INITIALISED)
                 return
         places = find_places(heap)
         limit = None if args.all else args.count
@@ -232,7 +235,8 @@ class PtVis:
             for i, vc in enumerate(chunks):
                 _emit_text(heap, session, i, vc, symbolize, args.raw, out)
         if limit is not None and len(chunks) == limit and chunks[-1].state != "top":
-            out.text(f"({len(chunks)} chunks shown; -c N for more, --all for every chunk)")
+            out.text(f"({plural(len(chunks), 'chunk')} shown; -c N for more, "
+                     "--all for every chunk)")
 
 
 def _tags(session, heap: Heap, vc: VisChunk) -> list[str]:
