@@ -7,6 +7,7 @@ import itertools
 from multiheap.builders import Column
 from multiheap.commands.base import address, command, count
 from multiheap.commands.bins import emit_tcache_notes
+from multiheap.discovery.facts import NOT_INITIALISED
 from multiheap.errors import TargetMemoryError, UsageError
 from multiheap.heap import Heap
 from multiheap.heaptypes import IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, Chunk, Stop
@@ -180,6 +181,12 @@ class PtList:
         arena = heap.arena_at(address(session, args.arena)) if args.arena else heap.arenas()[0]
         stops: list[Stop] = []
         out.field("arena", arena.addr, "#x")
+        if not arena.heaps:  # main_arena before the first malloc: say so, not "count: 0"
+            if out.structured():
+                out.field("chunks", [])
+                out.field("count", 0)
+            out.note(NOT_INITIALISED)
+            return
         names = None if out.structured() else FLAG_TEXT
         walk = itertools.chain.from_iterable(
             heap.walk(arena, seg, stops, flag_names=names) for seg in arena.heaps)

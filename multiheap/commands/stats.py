@@ -32,14 +32,17 @@ class PtStats:
                 Column("top_size", "top", "#x", 9)]
         for k in _KEYS:
             cols += [Column(f"{k}_count", k, "d", 7), Column(f"{k}_bytes", "bytes", "#x", 10)]
-        if per:
+        if per and not out.structured():
+            _arena_blocks(per, out)  # 80 columns: one small table per arena
+        elif per:
             out.table("arenas", cols, [tuple(s.as_dict()[c.name] for c in cols) for s in per])
+        if per:
             totals = {c.name: sum(getattr(s, c.name) for s in per) for c in cols[1:]}
-            out.begin("totals", title="totals")
+            out.begin("totals", title="totals" if len(per) > 1 else "")
             if out.structured():
                 for k, v in totals.items():
                     out.field(k, v)
-            else:
+            elif len(per) > 1:
                 for k in _KEYS:
                     n = totals[f"{k}_count"]
                     out.item(f"{k}: {chunks_text(n)}, {{bytes:#x}} bytes",
@@ -56,7 +59,9 @@ class PtStats:
                  count=mmapped[0], bytes=mmapped[1])
         out.end()
         mi = mallinfo2(heap)
-        out.begin("mallinfo2", title="mallinfo2 (as the target's mallinfo2() reports)")
+        how = ("as the target's mallinfo2() reports" if session.target.state == "live"
+               else "as glibc's mallinfo2() would have reported")
+        out.begin("mallinfo2", title=f"mallinfo2 ({how})")
         for k in MALLINFO2_FIELDS:
             out.field(k, mi[k])
         out.end()
@@ -65,6 +70,8 @@ class PtStats:
                 out.note(st.message(f"arena {a.addr:#x}"), **st.as_dict())
         for st in stops:
             out.note(st.message("walk"), **st.as_dict())
+        if stops:
+            out.field("stopped", stops[0].as_dict())
         for a in heap.arenas():
             for fl in heap.bins(a) + heap.fastbins(a):
                 if fl.stop is not None:
@@ -75,3 +82,14 @@ class PtStats:
                 if fl.stop is not None:
                     out.note(fl.stop.message(f"thread {tc.thread.num} tcache bin {fl.index}"),
                              **fl.stop.as_dict())
+
+
+def _arena_blocks(per: list, out) -> None:
+    """Text: each arena as a title line and a table of states (chunks, bytes)."""
+    cols = [Column("state", "state", "", 7), Column("count", "chunks", "d", 8),
+            Column("bytes", "bytes", "#x", 12)]
+    for s in per:
+        d = s.as_dict()
+        out.begin(title=f"arena {s.addr:#x}: system {s.system_mem:#x}, top {s.top_size:#x}")
+        out.table("states", cols, [(k, d[f"{k}_count"], d[f"{k}_bytes"]) for k in _KEYS])
+        out.end()
