@@ -82,10 +82,10 @@ def _top_size(run, arena_addr: int) -> int:
 def test_ptbin_and_ptfast_agree_with_ptfree(run):
     free = run.json("ptfree --json")
     assert run.json("ptbin --json")["arenas"] == [
-        {"arena": a["addr"], "bins": a["bins"]} for a in free["arenas"]]
+        {"addr": a["addr"], "bins": a["bins"]} for a in free["arenas"]]
     fast = run.json("ptfast --json")
     if _has_fastbins(run.truth):
-        assert fast["arenas"] == [{"arena": a["addr"], "fastbins": a["fastbins"]}
+        assert fast["arenas"] == [{"addr": a["addr"], "fastbins": a["fastbins"]}
                                   for a in free["arenas"]]
 
 

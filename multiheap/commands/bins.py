@@ -26,6 +26,7 @@ def emit_chunks(fl: FreeList, out, mem_offset: int = 0) -> None:
     out.end_list()
     if fl.stop is not None:
         out.note(fl.stop.message(f"{fl.kind} bin {fl.index}"), **fl.stop.as_dict())
+        out.field("stopped", fl.stop.as_dict())  # on the bin whose walk stopped
 
 
 def bin_range(heap: Heap, i: int) -> str:
@@ -152,12 +153,13 @@ def _count_mismatch(heap: Heap, fl: FreeList) -> bool:
 
 def each_arena(session, heap: Heap, which: Optional[str], out,
                emit: Callable[[Arena], None]) -> None:
-    """The list ``arenas``: for each chosen arena, {"arena": addr, ...what emit adds}."""
+    """The list ``arenas``: for each chosen arena, {"addr": addr, ...what emit adds}
+    (an arena object's own address is ``addr``, as in ptarena, ptfree and ptstats)."""
     out.begin_list("arenas")
     for a in pick_arena(session, heap, which):
         out.begin()
         if out.structured():
-            out.field("arena", a.addr, "#x")
+            out.field("addr", a.addr, "#x")
         emit(a)
         out.end()
     out.end_list()

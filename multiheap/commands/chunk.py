@@ -102,6 +102,7 @@ class PtChunk:
             raise UsageError("-c must be at least 1")
         out.begin_list("chunks")
         noted = False
+        stops: list[Stop] = []  # walks (-c) that stopped early: damage, not top
         for text in args.addrs:
             addr = address(session, text)
             if args.mem:
@@ -116,7 +117,8 @@ class PtChunk:
                 except TargetMemoryError as e:
                     if i == 0:
                         raise UsageError(f"no chunk at {addr:#x}: {e}") from None
-                    out.note(f"stopped at {addr:#x}: unreadable", addr=addr)
+                    stops.append(Stop(addr, "unreadable"))
+                    out.note(stops[-1].message("walk"), **stops[-1].as_dict())
                     break
                 if i == 0 and not heap.aligned(addr):
                     hint = "" if args.mem else " (a user pointer? try -m)"
@@ -143,13 +145,17 @@ class PtChunk:
                                  addr=addr + c.size)
                         addr = after
                         continue
-                    if state == "top" or c.size < heap.p.minsize:
-                        out.note(f"stopped at {addr:#x}: "
-                                 + ("top chunk" if state == "top" else
-                                    f"impossible size {c.size:#x}"), addr=addr)
+                    if state == "top":
+                        out.note(f"stopped at {addr:#x}: top chunk", addr=addr)
+                        break
+                    if c.size < heap.p.minsize:
+                        stops.append(Stop(addr, f"impossible size {c.size:#x}"))
+                        out.note(stops[-1].message("walk"), **stops[-1].as_dict())
                         break
                     addr += c.size
         out.end_list()
+        if stops:
+            out.field("stopped", stops[0].as_dict())
 
 
 @command("ptlist", "every chunk of an arena's heaps, in address order")

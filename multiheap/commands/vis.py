@@ -10,7 +10,7 @@ from multiheap.commands.base import address, command, count
 from multiheap.discovery.facts import NOT_INITIALISED
 from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
 from multiheap.heap import Heap
-from multiheap.heaptypes import SIZE_BITS, Arena, FreeList
+from multiheap.heaptypes import SIZE_BITS, Arena, FreeList, Stop
 from multiheap.plausible import chunk_or_user_pointer
 from multiheap.symbols import for_session
 
@@ -114,8 +114,9 @@ class VisChunk:
 
 
 def _chunks(heap: Heap, arena: Arena, start: Optional[int], limit: Optional[int],
-            max_bytes: int, places: Places) -> list[VisChunk]:
-    """The chunks from ``start`` (default: each heap's first) following sizes."""
+            max_bytes: int, places: Places, stops: list[Stop]) -> list[VisChunk]:
+    """The chunks from ``start`` (default: each heap's first) following sizes; where a
+    walk could not go on is added to ``stops``."""
     segs = arena.heaps if start is None else \
         [s for s in arena.heaps if s.start <= start < s.end]
     out: list[VisChunk] = []
@@ -130,6 +131,7 @@ def _chunks(heap: Heap, arena: Arena, start: Optional[int], limit: Optional[int]
                 c = heap.chunk(addr)
             except TargetMemoryError:
                 places.flag(addr, "unreadable chunk header")
+                stops.append(Stop(addr, "unreadable chunk header"))
                 break
             state = heap.chunk_state(c)
             size = c.size
@@ -153,6 +155,7 @@ def _chunks(heap: Heap, arena: Arena, start: Optional[int], limit: Optional[int]
             if bad:
                 why = f"impossible chunk size {c.size_field:#x}"
                 vc.problems.append(why)
+                stops.append(Stop(addr, why))
             out.append(vc)
             if bad or state == "top":
                 break
@@ -224,7 +227,8 @@ class PtVis:
                 return
         places = find_places(heap)
         limit = None if args.all else args.count
-        chunks = _chunks(heap, arena, start, limit, args.max_bytes, places)
+        stops: list[Stop] = []
+        chunks = _chunks(heap, arena, start, limit, args.max_bytes, places, stops)
         symbolize = for_session(session)
         out.field("arena", arena.addr, "#x")
         if assumed:
@@ -234,6 +238,10 @@ class PtVis:
         else:
             for i, vc in enumerate(chunks):
                 _emit_text(heap, session, i, vc, symbolize, args.raw, out)
+        for st in stops:
+            out.note(st.message("walk"), **st.as_dict())
+        if stops:
+            out.field("stopped", stops[0].as_dict())
         if limit is not None and len(chunks) == limit and chunks[-1].state != "top":
             out.text(f"({plural(len(chunks), 'chunk')} shown; -c N for more, "
                      "--all for every chunk)")
