@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Optional
+from typing import Iterator, Optional
 
 import gdb  # type: ignore[import-not-found]
 
-from multiheap.adapters.gdbtext import core_sections, merge_core_regions, proc_mappings
-from multiheap.errors import NoTargetError, TargetMemoryError
+from multiheap.adapters.gdbtext import (
+    core_sections,
+    guard_refusal,
+    merge_core_regions,
+    proc_mappings,
+    write_operator,
+    write_refusal,
+)
+from multiheap.errors import NoTargetError, TargetMemoryError, UsageError
 from multiheap.target import Module, Region, Thread, TypeLayout
 
 _generation = 0
@@ -27,6 +34,54 @@ def connect_events() -> None:
         reg = getattr(ev, name, None)
         if reg is not None:
             reg.connect(bump_generation)
+
+
+# gdb's own guards, off while an address argument is evaluated.  gdb 13 will not change
+# may-write-registers while a process is live ("Cannot change this setting while the
+# inferior is running"): there, assignments are refused before gdb sees them
+# (gdbtext.write_operator), which covers registers and register-held locals too.
+_GUARDS = ("may-call-functions", "may-write-memory", "may-write-registers")
+
+
+@contextmanager
+def _read_only() -> Iterator[None]:
+    """gdb refuses calls and writes inside; each setting is restored afterwards, also on
+    an error or Ctrl-C (a setting the user already turned off is left alone, so observer
+    mode stays as it was)."""
+    turned_off: list[str] = []
+    try:
+        for name in _GUARDS:
+            if gdb.parameter(name):
+                turned_off.append(name)
+                try:
+                    gdb.execute(f"set {name} off", to_string=True)
+                except gdb.error:  # may-write-registers on a live process (gdb 13)
+                    turned_off.pop()
+        yield
+    finally:
+        for name in reversed(turned_off):
+            gdb.execute(f"set {name} on", to_string=True)
+
+
+def evaluate(expr: str) -> int:
+    """An address argument, as gdb evaluates it, never writing to the target nor calling
+    its code.  The value keeps its sign: the engine reads a negative one as two's
+    complement at the pointer size, as in every host (``ptchunk -1`` is all ones), where
+    masking to the C type's size would make it 0xffffffff."""
+    op = write_operator(expr)
+    if op is not None:
+        raise UsageError(write_refusal(expr))
+    with _read_only():
+        try:
+            v = gdb.parse_and_eval(expr)
+            if v.type.strip_typedefs().code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_FUNC):
+                v = v.address
+            return int(v)
+        except gdb.error as e:
+            refusal = guard_refusal(expr, str(e))
+            if refusal:
+                raise UsageError(refusal) from None
+            raise
 
 
 class GdbTarget:
@@ -185,17 +240,7 @@ class GdbTarget:
                     return int(v)
             except gdb.error:
                 pass
-        return self._thread_handle(thread)
-
-    def _thread_handle(self, thread: Thread) -> Optional[int]:
-        """pthread_t, which is the thread pointer on x86 (i386 gdb has no $gs_base)."""
-        inf = self._inferior()
-        t = next((t for t in inf.threads() if t.num == thread.num), None)
-        try:
-            h = t.handle() if t is not None else None
-        except (gdb.error, AttributeError, RuntimeError):
-            return None
-        return int.from_bytes(bytes(h), self.endianness) if h else None
+        return None  # (discovery's routes find it another way)
 
     def tls_symbol(self, name: str, thread: Thread) -> Optional[int]:
         with self._in_thread(thread) as ok:
@@ -205,3 +250,11 @@ class GdbTarget:
                 return int(gdb.parse_and_eval(f"&'{name}'"))
             except gdb.error:
                 return None
+
+    # address arguments and lifetime ----------------------------------------------------
+    def evaluate(self, text: str) -> int:
+        """An address argument as gdb evaluates it, with writes and calls refused."""
+        return evaluate(text)
+
+    def close(self) -> None:
+        """Nothing to release: the target is gdb's own."""

@@ -15,7 +15,7 @@ import shlex
 import sys
 from typing import Callable, Optional
 
-from multiheap.adapters.gdbmi import GdbMiError, MiProcess, mi_quote
+from multiheap.adapters.gdbmi_process import GdbMiError, MiProcess, mi_quote
 from multiheap.errors import MultiheapError, UsageError
 from multiheap.progio import dup_stdio
 from multiheap.trace import TraceOptions
@@ -141,7 +141,7 @@ class MiTrace:
 
         target = GdbMiTarget(self.mi, "attach" if self.pid is not None else "run")
         self._shell_target = target  # closed with gdb, after the trace's summary
-        run_shell(Session(target, getattr(target, "evaluate", None)))
+        run_shell(Session(target, target.evaluate))
 
     def interrupt(self) -> None:
         """Ctrl-C: stop the program (all threads) where it is."""

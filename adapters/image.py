@@ -73,6 +73,16 @@ class ImageTarget:
     def generation(self) -> int:
         return 0
 
+    def evaluate(self, text: str) -> int:
+        """Numbers only (0x..., decimal): an image has no debug info to look names up in."""
+        try:
+            return int(text, 0)
+        except ValueError:
+            raise ValueError(f"not an address: {text!r}") from None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
 
 @hookimpl
 def multiheap_adapters() -> list[AdapterInfo]:

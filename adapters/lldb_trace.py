@@ -204,9 +204,9 @@ class CliTrace:
 
     def __init__(self, opts: TraceOptions, run: Optional[str] = None,
                  pid: Optional[int] = None) -> None:
-        from multiheap.adapters import lldb as adapter
+        from multiheap.adapters.lldb_open import _debugserver
 
-        adapter._debugserver()
+        _debugserver()
         self.opts, self.run, self.pid = opts, run, pid
         self.dbg = lldb.SBDebugger.Create(False)
         self.dbg.SetAsync(False)
@@ -282,7 +282,7 @@ class CliTrace:
     def shell(self) -> None:
         """--break-on-error on a terminal: multiheap's shell on the program stopped at the
         error, with the running trace (pttrace show, pthistory)."""
-        from multiheap.adapters.lldb import evaluate
+        from multiheap.adapters.lldb_expr import evaluate
         from multiheap.session import Session
         from multiheap.shell import run_shell
 

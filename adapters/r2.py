@@ -14,17 +14,18 @@ import base64
 import json
 import os
 import re
-import struct
 import tempfile
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Optional, Protocol
 
 from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError
 from multiheap.memory import covered_until
-from multiheap.progio import ProgramStdio
+from multiheap.startup import core_info
 from multiheap.target import Module, Region, Thread, TypeLayout
 
 SMALL_READ = 0x10000  # up to this: base64 through the pipe; above: wtf to a file
-NT_PRSTATUS, NT_386_TLS = 1, 0x200
+# r2 math only: no command separators, pipes, greps, temporary seeks, redirections,
+# substitutions ($(..), `..`), quotes or comments can reach r2 with an address
+_EXPR_OK = re.compile(r"^[A-Za-z0-9_.+\-*/%()&^\[\] ]+$")
 _SYM_OK = re.compile(r"^[A-Za-z0-9_.@$]+$")
 
 
@@ -339,51 +340,45 @@ class R2Target:
         return path if path and os.path.isfile(path) else None
 
     def _core_threads(self) -> dict[int, Optional[int]]:
-        """tid -> thread pointer, from the core's NT_PRSTATUS (and NT_386_TLS) notes."""
+        """tid -> thread pointer, from the core's notes (multiheap.elffile reads them)."""
         return self._once("core_threads", self._read_core_threads)
 
     def _read_core_threads(self) -> dict[int, Optional[int]]:
-        from multiheap.elffile import BadInputError, iter_notes, read_elf
-
         path = self._core_file()
         if path is None:
             return {}
         try:
-            elf = read_elf(path)
-            with open(path, "rb") as f:
-                notes = []
-                for pt, off, _va, fs, _ms in elf.phdrs:
-                    if pt == 4:
-                        f.seek(off)
-                        notes += list(iter_notes(f.read(fs), elf.endian))
-        except (BadInputError, OSError):
+            return core_info(path).threads
+        except MultiheapError:
             return {}
-        e = elf.fmt
-        out: dict[int, Optional[int]] = {}
-        last: Optional[int] = None
-        gs_sel: dict[int, int] = {}
-        for ntype, name, desc in notes:
-            if ntype == NT_PRSTATUS and name == b"CORE":
-                if elf.bits == 64 and len(desc) >= 112 + 27 * 8:
-                    tid = struct.unpack_from(e + "i", desc, 32)[0]
-                    out[tid] = struct.unpack_from(e + "Q", desc, 112 + 21 * 8)[0] or None
-                elif elf.bits == 32 and len(desc) >= 72 + 17 * 4:
-                    tid = struct.unpack_from(e + "i", desc, 24)[0]
-                    out[tid] = None
-                    gs_sel[tid] = struct.unpack_from(e + "I", desc, 72 + 10 * 4)[0]
-                else:
-                    continue
-                last = tid
-            elif ntype == NT_386_TLS and last is not None and last in gs_sel:
-                for i in range(0, len(desc) - 15, 16):
-                    entry, base = struct.unpack_from(e + "II", desc, i)
-                    if entry == gs_sel[last] >> 3:
-                        out[last] = base
-        return out
 
     def tls_symbol(self, name: str, thread: Thread) -> Optional[int]:
         """r2 reads no DWARF: discovery's build-id debug-file route finds TLS variables."""
         return None
+
+    def evaluate(self, expr: str) -> int:
+        """An address argument in r2's own math (numbers, registers, flags), checked
+        first so that nothing else reaches r2 (ValueError: the command says why)."""
+        try:
+            return int(expr, 0)
+        except ValueError:
+            pass
+        if not _EXPR_OK.match(expr):
+            raise ValueError("not an address expression for r2 (numbers, registers, flags, "
+                             "+ - * / % & ^ ( ) [ ] only)")
+        # r2 prints errors for unknown names on its own stderr and answers 0, so every name
+        # is checked first: a register (drl) or a flag r2 knows (f?NAME sets $? to 1)
+        regs: Optional[set[str]] = None
+        for name in re.findall(r"(?<![\w.])[A-Za-z_][\w.]*", expr):  # (never 0x.. digits)
+            if regs is None:
+                regs = set(self.cmd("drl").split())
+            if name not in regs and self.cmd(f"f?{name};?v $?").strip() != "0x1":
+                raise ValueError(f"r2 knows no register or flag {name!r}")
+        answer = self.cmd(f"?v {expr}").strip()
+        try:
+            return int(answer, 16)
+        except ValueError:
+            raise ValueError(f"r2 cannot evaluate {expr!r}") from None
 
     def close(self) -> None:
         if self._mem is not None:
@@ -395,173 +390,3 @@ class R2Target:
             except OSError:
                 pass
             self._tmpdir = None
-
-
-# -- the CLI's --backend r2: spawn r2 through r2pipe ----------------------------------
-def r2_program() -> str:
-    """The radare2 to run: $MULTIHEAP_R2, PATH, or the one beside this Python."""
-    import shutil
-    import sys
-
-    for cand in (os.environ.get("MULTIHEAP_R2"), shutil.which("r2"),
-                 os.path.join(os.path.dirname(sys.executable), "r2"),
-                 "/opt/multiheap-r2/bin/r2"):
-        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return cand
-    raise NoTargetError("radare2 is not installed (run: bash scripts/install/radare2.sh)")
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the process that spawned it dies."""
-    import ctypes
-    import signal
-
-    PR_SET_PDEATHSIG = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-class _SpawnLink:
-    """An r2 of our own (``-q0``: each answer ends with a NUL), dying with us.
-
-    r2pipe.open would do the same talking, but its r2 outlives a SIGKILLed CLI by many
-    seconds; ours gets PR_SET_PDEATHSIG.  (Under ``--pid`` r2 runs with
-    ``dbg.exitkills=false``: the kernel detaches the process it debugged, still running.)
-    """
-
-    def __init__(self, args: list[str], flags: list[str]) -> None:
-        import subprocess
-
-        try:
-            self.proc = subprocess.Popen(
-                [r2_program(), *flags, "-q0", *args], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
-                preexec_fn=_die_with_parent, close_fds=True)
-        except OSError as e:
-            raise NoTargetError(f"cannot start radare2: {e}") from None
-        self._pending = b""
-        self._read_answer()  # r2 -q0 says it is ready with a first NUL
-
-    def _read_answer(self) -> str:
-        assert self.proc.stdout is not None
-        data = self._pending
-        while b"\0" not in data:
-            chunk = self.proc.stdout.read(1 << 16)
-            if not chunk:
-                raise R2Error("radare2 exited")
-            data += chunk
-        answer, _, self._pending = data.partition(b"\0")
-        return answer.decode("utf-8", "replace")
-
-    def cmd(self, command: str) -> str:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write((command.strip().replace("\n", ";") + "\n").encode())
-        except OSError:
-            raise R2Error("radare2 exited") from None
-        return self._read_answer()
-
-    def quit(self) -> None:
-        """Close r2's input and end it, as r2pipe does (``q!!`` can hang)."""
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None:
-                f.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except Exception:
-            self.proc.kill()
-            self.proc.wait()
-
-
-class SpawnedR2Target(R2Target):
-    """An r2 we started; closing it ends r2 (and, under --run, the program)."""
-
-    stdio: Optional[ProgramStdio] = None
-
-    def close(self) -> None:
-        super().close()
-        link = self.link
-        if isinstance(link, _SpawnLink):
-            link.quit()
-        if self.stdio is not None:  # what the program wrote to a spool reaches the user
-            self.stdio.close()
-            self.stdio = None
-
-
-def open_target(core: Optional[str] = None, exe: Optional[str] = None,
-                pid: Optional[int] = None, run: Optional[str] = None,
-                brk: Optional[str] = None, debug_dirs: Sequence[str] = (),
-                **_options) -> R2Target:
-    """Start r2 on a core, a PID or a program to run (to ``brk``); the stopped target.
-
-    r2 reads no separate debug files: ``debug_dirs`` go to multiheap's own build-id
-    reader (``MULTIHEAP_DEBUG_DIRS``, which r2's ``#!pipe`` children inherit too).
-    """
-    import shlex
-
-    from multiheap.debugfile import add_debug_dirs
-    from multiheap.elffile import BadInputError, check_core_matches, inspect_core
-
-    if sum(x is not None for x in (core, pid, run)) != 1:
-        raise BadInputError("give exactly one of --core, --pid or --run")
-    add_debug_dirs(list(debug_dirs))
-    flags = ["-N", "-e", "scr.color=0", "-e", "log.level=1"]
-    if core is not None:
-        info = inspect_core(core)
-        if exe is not None:
-            check_core_matches(info, exe)
-        target = SpawnedR2Target(_SpawnLink([os.path.abspath(core)], flags),
-                                 core=os.path.abspath(core))
-        return target
-    if pid is not None:
-        if not os.path.exists(f"/proc/{pid}"):
-            raise BadInputError(f"no process {pid}")
-        link = _SpawnLink([str(pid)], flags + ["-e", "dbg.exitkills=false", "-d"])
-        t = SpawnedR2Target(link)
-        try:
-            live = t.state == "live"
-        except BaseException:
-            t.close()
-            raise
-        if not live:
-            t.close()
-            raise BadInputError(f"r2 cannot attach to process {pid}")
-        return t
-    assert run is not None
-    try:
-        argv = shlex.split(run)
-    except ValueError as e:
-        raise BadInputError(f"--run: {e}") from None
-    if not argv or not os.path.isfile(argv[0]):
-        raise BadInputError(f"program {argv[0] if argv else ''} not found")
-    odd = next((a for a in argv if re.search(r"[\s'\"\\]", a)), None)
-    if odd is not None:  # r2 6 hands such an argument on with backslashes added
-        raise BadInputError(f"--backend r2 cannot pass {odd[:80]!r} to the program unchanged "
-                            "(radare2 escapes blanks, quotes and backslashes in it); "
-                            "use --backend gdb-mi or lldb")
-    # the program's streams are the user's (r2's own stdout carries its answers to us)
-    stdio = ProgramStdio()
-    redirect = [x for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr"))
-                for x in ("-R", f"{name}={stdio.paths[fd]}")]
-    redirect += ["-R", f"envfile={stdio.environment_file()}"]  # r2 -d passes none itself
-    try:
-        link = _SpawnLink(argv, flags + redirect + ["-d"])  # r2 -d PROG ARGS...
-    except BaseException:
-        stdio.close()
-        raise
-    t = SpawnedR2Target(link)
-    t.stdio = stdio
-    try:  # t.cmd: r2's failures become one R2Error line
-        if brk:
-            spot = brk if brk.startswith(("0x", "sym.")) or brk.isdigit() else f"sym.{brk}"
-            t.cmd(f"db {spot}")
-        t.cmd("dc")
-        stdio.flush()
-        t._cache.clear()
-        if t.state != "live":
-            raise BadInputError(f"{argv[0]} exited before stopping")
-    except BaseException:
-        t.close()  # r2 and the program it started must not outlive us
-        raise
-    return t

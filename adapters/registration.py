@@ -12,19 +12,19 @@ def _gdb(**_options):
 
 
 def _gdb_mi(**options):
-    from multiheap.adapters.gdbmi import open_target
+    from multiheap.adapters.gdbmi_open import open_target
 
     return open_target(**options)
 
 
 def _lldb(**options):
-    from multiheap.adapters.lldb import open_target
+    from multiheap.adapters.lldb_open import open_target
 
     return open_target(**options)
 
 
 def _r2(**options):
-    from multiheap.adapters.r2 import open_target
+    from multiheap.adapters.r2_spawn import open_target
 
     return open_target(**options)
 

@@ -44,7 +44,7 @@ def timed(argv: list[str]) -> float:
 
 def round_trip(n: int = 1000) -> float:
     """Mean seconds per small MI request (``-data-evaluate-expression``) to a fresh gdb."""
-    from multiheap.adapters.gdbmi import MiProcess
+    from multiheap.adapters.gdbmi_process import MiProcess
 
     mi = MiProcess()
     try:

@@ -34,7 +34,7 @@ def best(fn, repeat: int) -> float:
 
 def session(exe: Path, chunks: int, repeat: int, big: bool):
     """One r2 -d session on ``exe CHUNKS`` at checkpoint(): {command: best seconds}."""
-    from multiheap.adapters.r2 import _SpawnLink
+    from multiheap.adapters.r2_spawn import _SpawnLink
     from multiheap.hosts import init_lines
 
     s = _SpawnLink(f"{exe} {chunks}", ["-N", "-e", "scr.color=0", "-d"])

@@ -159,9 +159,13 @@ def _backend(name: str):
 
 
 def _open(args: argparse.Namespace):
+    """The chosen backend started on one request, checked once (multiheap.startup)."""
+    from multiheap.startup import validate
+
     info = _backend(args.backend)
-    return info.open(core=args.core, exe=args.exe, pid=args.pid, run=args.run, brk=args.brk,
-                     debug_dirs=args.debug_dirs)
+    request = validate(core=args.core, exe=args.exe, pid=args.pid, run=args.run,
+                       brk=args.brk, debug_dirs=args.debug_dirs)
+    return info.open(request=request)
 
 
 def run_one(session, name: str, argv: list[str]) -> int:
@@ -240,10 +244,6 @@ def _main(argv: list[str]) -> int:
         raise UsageExit("--exe goes with --core")
     if args.brk and args.run is None:
         raise UsageExit("--break goes with --run")
-    if args.debug_dirs:
-        from multiheap.debugfile import resolve_debug_dir
-
-        args.debug_dirs = [resolve_debug_dir(d) for d in args.debug_dirs]
     from multiheap.commands import COMMANDS
 
     if args.command is not None and args.command not in COMMANDS:
@@ -255,7 +255,7 @@ def _main(argv: list[str]) -> int:
     try:
         from multiheap.session import Session
 
-        session = Session(target, getattr(target, "evaluate", None))
+        session = Session(target, target.evaluate)
         if args.command is None:
             from multiheap.shell import run_shell
 
@@ -263,9 +263,7 @@ def _main(argv: list[str]) -> int:
         return run_one(session, args.command, args.args)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip this
-        close = getattr(target, "close", None)
-        if close is not None:
-            close()
+        target.close()
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def run_demo(backend: str = "gdb-mi") -> int:
     status = 0
     color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     try:
-        session = Session(target, getattr(target, "evaluate", None))
+        session = Session(target, target.evaluate)
         for line, what in STEPS:
             print(f"\n### {line}    ({what})", flush=True)
             name, *argv = shlex.split(line)
@@ -74,7 +74,5 @@ def run_demo(backend: str = "gdb-mi") -> int:
                 sys.stdout.write(str(res.output))
             sys.stdout.flush()
     finally:
-        close = getattr(target, "close", None)
-        if close is not None:
-            close()
+        target.close()
     return status

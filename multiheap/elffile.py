@@ -19,6 +19,7 @@ from multiheap.errors import MultiheapError
 
 ET_CORE, PT_LOAD, PT_NOTE = 4, 1, 4
 NT_AUXV, NT_FILE, NT_GNU_BUILD_ID = 6, 0x46494C45, 3
+NT_PRSTATUS, NT_386_TLS = 1, 0x200
 AT_PHDR = 3
 
 
@@ -163,6 +164,9 @@ class CoreInfo:
     files: list[tuple[int, int, int, str]] = field(default_factory=list)  # NT_FILE
     exe: Optional[str] = None
     exe_build_id: Optional[str] = None  # read from the core's copy of the ELF header
+    threads: dict[int, Optional[int]] = field(default_factory=dict)  # tid -> thread pointer
+    _gs: dict[int, int] = field(default_factory=dict, repr=False)  # i386: tid -> gs selector
+    _last: Optional[int] = field(default=None, repr=False)
 
 
 class _CoreReader:
@@ -215,6 +219,8 @@ def inspect_core(path: str) -> CoreInfo:
                     s, en, fo = struct.unpack_from(e + word * 3, desc, (2 + 3 * i) * w)
                     name = names[i].decode(errors="replace") if i < len(names) else ""
                     info.files.append((s, en, fo, name))
+            elif ntype in (NT_PRSTATUS, NT_386_TLS):
+                _thread_note(info, ntype, _name, desc, elf)
             elif ntype == NT_AUXV:
                 for i in range(0, len(desc) - 2 * w + 1, 2 * w):
                     key, val = struct.unpack_from(e + word * 2, desc, i)
@@ -235,6 +241,29 @@ def inspect_core(path: str) -> CoreInfo:
             except BadInputError:
                 pass
     return info
+
+
+def _thread_note(info: CoreInfo, ntype: int, name: bytes, desc: bytes, elf: Elf) -> None:
+    """One thread's NT_PRSTATUS (tid; x86_64's fs_base) or i386's NT_386_TLS, which
+    follows its thread's NT_PRSTATUS and gives the gs segment's base."""
+    e = elf.fmt
+    if ntype == NT_PRSTATUS and name == b"CORE":
+        if elf.bits == 64 and len(desc) >= 112 + 27 * 8:
+            tid = struct.unpack_from(e + "i", desc, 32)[0]
+            info.threads[tid] = struct.unpack_from(e + "Q", desc, 112 + 21 * 8)[0] or None
+        elif elf.bits == 32 and len(desc) >= 72 + 17 * 4:
+            tid = struct.unpack_from(e + "i", desc, 24)[0]
+            info.threads[tid] = None
+            info._gs[tid] = struct.unpack_from(e + "I", desc, 72 + 10 * 4)[0]
+        else:
+            return
+        info._last = tid
+    elif ntype == NT_386_TLS and info._last in info._gs:
+        sel = info._gs[info._last] >> 3
+        for i in range(0, len(desc) - 15, 16):
+            entry, base = struct.unpack_from(e + "II", desc, i)
+            if entry == sel:
+                info.threads[info._last] = base
 
 
 def check_core_matches(core: CoreInfo, exe: str) -> None:

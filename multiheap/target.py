@@ -2,7 +2,9 @@
 
 The engine talks to a debugger only through :class:`Target`.  It is small on purpose:
 bulk memory, the machine's word, regions and modules, symbols, optional type layouts
-from debug info, threads with their thread pointers, and the target's state.
+from debug info, threads with their thread pointers, the target's state, the host's
+address evaluator and closing.  Adapters keep no discovery fallback of their own:
+``multiheap/discovery`` finds what a host does not give.
 """
 
 from __future__ import annotations
@@ -111,4 +113,14 @@ class Target(Protocol):
 
     def generation(self) -> int:
         """A number that changes whenever the target may have run (cache key)."""
+        ...
+
+    def evaluate(self, text: str) -> int:
+        """An address argument (``ptchunk ARG``) read with the host's own look-ups, never
+        running code in or writing to the target; raise on an argument it cannot read."""
+        ...
+
+    def close(self) -> None:
+        """Release what the adapter opened: detach from an attached process, end a program
+        or debugger it started.  A no-op for a host's own target."""
         ...

@@ -11,8 +11,6 @@ import glob
 import os
 import site
 import sys
-from contextlib import contextmanager
-from typing import Iterator
 
 
 def _add_venv() -> None:
@@ -39,57 +37,8 @@ import gdb  # type: ignore[import-not-found]  # noqa: E402
 
 from multiheap.adapters.gdb import GdbTarget, connect_events  # noqa: E402
 from multiheap.adapters.gdb_trace import GdbTracer  # noqa: E402
-from multiheap.adapters.gdbtext import guard_refusal, write_operator, write_refusal  # noqa: E402
 from multiheap.commands import COMMANDS, run_command  # noqa: E402
-from multiheap.errors import UsageError  # noqa: E402
 from multiheap.session import Session  # noqa: E402
-
-# gdb's own guards, off while an address argument is evaluated.  gdb 13 will not change
-# may-write-registers while a process is live ("Cannot change this setting while the
-# inferior is running"): there, assignments are refused before gdb sees them
-# (gdbtext.write_operator), which covers registers and register-held locals too.
-_GUARDS = ("may-call-functions", "may-write-memory", "may-write-registers")
-
-
-@contextmanager
-def _read_only() -> Iterator[None]:
-    """gdb refuses calls and writes inside; each setting is restored afterwards, also on
-    an error or Ctrl-C (a setting the user already turned off is left alone, so observer
-    mode stays as it was)."""
-    turned_off: list[str] = []
-    try:
-        for name in _GUARDS:
-            if gdb.parameter(name):
-                turned_off.append(name)
-                try:
-                    gdb.execute(f"set {name} off", to_string=True)
-                except gdb.error:  # may-write-registers on a live process (gdb 13)
-                    turned_off.pop()
-        yield
-    finally:
-        for name in reversed(turned_off):
-            gdb.execute(f"set {name} on", to_string=True)
-
-
-def _evaluate(expr: str) -> int:
-    """An address argument, as gdb evaluates it, never writing to the target nor calling
-    its code.  The value keeps its sign: the engine reads a negative one as two's
-    complement at the pointer size, as in every host (``ptchunk -1`` is all ones), where
-    masking to the C type's size would make it 0xffffffff."""
-    op = write_operator(expr)
-    if op is not None:
-        raise UsageError(write_refusal(expr))
-    with _read_only():
-        try:
-            v = gdb.parse_and_eval(expr)
-            if v.type.strip_typedefs().code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_FUNC):
-                v = v.address
-            return int(v)
-        except gdb.error as e:
-            refusal = guard_refusal(expr, str(e))
-            if refusal:
-                raise UsageError(refusal) from None
-            raise
 
 
 def _color() -> bool:
@@ -131,7 +80,8 @@ def _piped() -> bool:
     return False
 
 
-SESSION = Session(GdbTarget(), _evaluate)
+_TARGET = GdbTarget()
+SESSION = Session(_TARGET, _TARGET.evaluate)
 SESSION.tracer = GdbTracer()  # type: ignore[attr-defined]  # pttrace, pthistory
 
 

@@ -67,7 +67,7 @@ else:
     import lldb  # type: ignore[import-not-found]
 
     from multiheap.adapters.lldb import LldbTarget
-    from multiheap.adapters.lldb import evaluate as evaluate_address
+    from multiheap.adapters.lldb_expr import evaluate as evaluate_address
     from multiheap.commands import COMMANDS, run_command
     from multiheap.errors import NoTargetError
     from multiheap.session import Session
@@ -137,7 +137,7 @@ else:
         ``MULTIHEAP_DEBUG_DIRS`` (colon-separated) join lldb's
         ``target.debug-file-search-paths``, for the targets made after this.
         """
-        from multiheap.adapters.lldb import add_debug_dirs
+        from multiheap.adapters.lldb_open import add_debug_dirs
         from multiheap.debugfile import extra_debug_dirs
 
         add_debug_dirs(debugger, extra_debug_dirs())

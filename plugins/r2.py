@@ -20,16 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from typing import Any, Optional
 
 ALIAS_END = "; exit #"  # ends the alias's shell text (multiheap/hosts.py r2_aliases)
 STATE_KEY = "multiheap.state"  # r2 sdb keys: STATE_KEY.n (parts), STATE_KEY.0, .1, ...
 STATE_PART = 3000  # hex characters per sdb key: r2's #!pipe reads commands 8191 bytes at a time
-# r2 math only: no command separators, pipes, greps, temporary seeks, redirections,
-# substitutions ($(..), `..`), quotes or comments can reach r2 with an address
-_EXPR_OK = re.compile(r"^[A-Za-z0-9_.+\-*/%()&^\[\] ]+$")
 
 
 class AliasError(Exception):
@@ -60,29 +56,6 @@ def alias_arguments(command: str) -> list[str]:
         return shlex.split(text)
     except ValueError as e:
         raise AliasError(f"{str(e).lower()} in: {text.strip()[:80]}") from None
-
-
-def _evaluate(target, expr: str) -> int:
-    try:
-        return int(expr, 0)
-    except ValueError:
-        pass
-    if not _EXPR_OK.match(expr):
-        raise ValueError("not an address expression for r2 (numbers, registers, flags, "
-                         "+ - * / % & ^ ( ) [ ] only)")
-    # r2 prints errors for unknown names on its own stderr and answers 0, so every name
-    # is checked first: a register (drl) or a flag r2 knows (f?NAME sets $? to 1)
-    regs: Optional[set[str]] = None
-    for name in re.findall(r"(?<![\w.])[A-Za-z_][\w.]*", expr):  # (never 0x.. digits)
-        if regs is None:
-            regs = set(target.cmd("drl").split())
-        if name not in regs and target.cmd(f"f?{name};?v $?").strip() != "0x1":
-            raise ValueError(f"r2 knows no register or flag {name!r}")
-    answer = target.cmd(f"?v {expr}").strip()
-    try:
-        return int(answer, 16)
-    except ValueError:
-        raise ValueError(f"r2 cannot evaluate {expr!r}") from None
 
 
 def _color(target) -> bool:
@@ -147,7 +120,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except MultiheapError as e:
         sys.stderr.write(f"multiheap: {e}\n")
         return 2
-    session = Session(target, lambda expr: _evaluate(target, expr))
+    session = Session(target, target.evaluate)
     try:
         color = _color(target)
         load_state(target, session)

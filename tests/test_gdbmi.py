@@ -13,7 +13,9 @@ import pytest
 from harness import run_gdb
 
 from multiheap.adapters import gdbtext
-from multiheap.adapters.gdbmi import GdbMiTarget, MiProcess, mi_quote, open_target
+from multiheap.adapters.gdbmi import GdbMiTarget
+from multiheap.adapters.gdbmi_open import open_target
+from multiheap.adapters.gdbmi_process import MiProcess, mi_quote
 from multiheap.elffile import inspect_core
 from multiheap.errors import TargetMemoryError
 from multiheap.target import Region, Thread

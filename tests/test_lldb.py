@@ -95,10 +95,10 @@ def run_lldb(exe: Path, mode: str, commands: list[str], *, core: Optional[Path] 
 
 def normalize(doc, drop: tuple[str, ...] = ()):
     """Drop what legitimately differs between hosts: the adapter's name, `how` strings
-    (and ``drop``: thread ids and pids differ between two live runs)."""
+    and routes tried (and ``drop``: thread ids and pids differ between two live runs)."""
     if isinstance(doc, dict):
         return {k: normalize(v, drop) for k, v in doc.items()
-                if k not in ("adapter", "how", "version_how", *drop)}
+                if k not in ("adapter", "how", "version_how", "found_by", "rejected", *drop)}
     if isinstance(doc, list):
         return [normalize(v, drop) for v in doc]
     return doc

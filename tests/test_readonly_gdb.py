@@ -309,7 +309,8 @@ def cli_session():
 
 def _mi_guards(pid: int) -> dict[str, str]:
     """The second layer, asked directly: gdb itself refuses writes in the CLI's session."""
-    from multiheap.adapters.gdbmi import GdbMiError, open_target
+    from multiheap.adapters.gdbmi_open import open_target
+    from multiheap.adapters.gdbmi_process import GdbMiError
 
     out = {}
     with open_target(pid=pid) as t:

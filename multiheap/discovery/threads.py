@@ -1,11 +1,12 @@
 """Routes to each thread's pointer and tcache.
 
 Thread pointer: the host's register, accepted only when ``tcbhead_t`` there points at
-itself (x86's TLS variant II; the one place this check lives), else a memory scan for
-``struct pthread``.  Tcache pointer: the user's ``--tcache-offset``; the host's debug
-info for the TLS variable ``tcache``; libc's build-id debug file through the DTV;
-libc's TPOFF relocations or a scan below the thread pointer.  A NULL pointer is
-:data:`NO_TCACHE_YET`, not a failure.
+itself (x86's TLS variant II; the one place this check lives), else glibc's own list of
+``struct pthread`` (debug info), else a memory scan for ``struct pthread``.  Tcache
+pointer: the user's ``--tcache-offset``; the host's debug info for the TLS variable
+``tcache``; libc's ``link_map.l_tls_offset`` (ld.so's debug info); libc's build-id
+debug file through the DTV; libc's TPOFF relocations or a scan below the thread
+pointer.  A NULL pointer is :data:`NO_TCACHE_YET`, not a failure.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import struct
 from typing import Callable, Optional
 
-from multiheap import debugfile
-from multiheap.discovery import evidence
+from multiheap import arch, debugfile
+from multiheap.discovery import evidence, glibclists, pthreads
 from multiheap.discovery.facts import NO_TCACHE_YET, Chain, Fact, LibcFile, ThreadFacts
 from multiheap.errors import MultiheapError
 from multiheap.layouts import Params
@@ -30,7 +31,10 @@ def _word(target: Target, addr: int, sz: int, endian: str) -> Optional[int]:
 
 
 def is_tcb(target: Target, tp: int, sz: int, endian: str) -> bool:
-    """Does the thread pointer ``tp`` point at a ``tcbhead_t`` (evidence.tcbhead_at)?"""
+    """Does the thread pointer ``tp`` point at a ``tcbhead_t`` (evidence.tcbhead_at;
+    pthreads.is_variant1_tcb on arm and aarch64)?"""
+    if arch.tls_variant(target.arch) == 1:
+        return pthreads.is_variant1_tcb(target, tp)
     try:
         head = target.read(tp, 3 * sz)
     except MultiheapError:
@@ -56,6 +60,27 @@ def thread_pointers(target: Target, threads: list[Thread], sz: int,
             out[t.num] = chain.found(tp, "register (fs_base/gs_base)")
             continue
         chain.reject("register", why if not tp else f"{tp:#x} holds no tcbhead")
+    missing = [t for t in threads if t.num not in out]
+    listed = glibclists.pthread_list(target) if missing else {}
+    for t in missing:
+        tp = listed.get(t.tid)
+        if tp and is_tcb(target, tp, sz, endian):
+            out[t.num] = chains[t.num].found(tp, "glibc's thread list (struct pthread)")
+        else:
+            chains[t.num].reject("glibc's thread list",
+                                 "no debug info for struct pthread" if not listed else
+                                 f"tid {t.tid} not in it" if not tp else
+                                 f"{tp:#x} holds no tcbhead")
+    missing = [t for t in threads if t.num not in out]
+    if missing and arch.tls_variant(target.arch) == 1:
+        ring = pthreads.variant1_pointers(target, [t.tid for t in missing])
+        for t in missing:
+            if t.tid in ring:
+                out[t.num] = chains[t.num].found(
+                    ring[t.tid], "glibc's thread rings in _rtld_global, read without "
+                    "debug info (TLS variant I: the tcbhead past struct pthread)")
+            else:
+                chains[t.num].reject("_rtld_global's thread rings", "not on them")
     missing = [t for t in threads if t.num not in out]
     if missing:
         found = evidence.scan_thread_pointers(target, [t.tid for t in missing], sz, endian)
@@ -87,6 +112,7 @@ def tcaches(target: Target, threads: list[Thread], tps: dict[int, Fact], p: Para
     """Each thread's tcache, by the first route that answers."""
     sz = p.ptr_size
     guess: Optional[tuple[Optional[int], str]] = None
+    below: list[Optional[int]] = []
     out = []
     for t in threads:
         tp = tps[t.num].value
@@ -105,6 +131,14 @@ def tcaches(target: Target, threads: list[Thread], tps: dict[int, Fact], p: Para
             how = "debug info (TLS variable tcache)"
             if slot is None:
                 chain.reject("host debug info", "no TLS variable tcache")
+                if tp is not None:
+                    if not below:  # the same for every thread: looked up once
+                        below.append(glibclists.static_tls_offset(target, "tcache"))
+                    slot = None if below[0] is None else tp - below[0]
+                how = "debug info (TLS variable tcache, libc's link_map.l_tls_offset)"
+            if slot is None:
+                chain.reject("libc's link_map", "no debug info for ld.so's link_map, or "
+                             "no TLS symbol tcache")
                 slot = debugfile.tls_address(target, "tcache", t, tp,
                                              check=_plausible_slot(target, p, endian))
                 how = "debug info (TLS variable tcache, libc's build-id debug file)"

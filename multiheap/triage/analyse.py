@@ -76,9 +76,7 @@ def analyse_here(core: str, exe: Optional[str] = None, backend: str = DEFAULT_BA
     try:
         _run_commands(row, target, info.files)
     finally:
-        close = getattr(target, "close", None)
-        if close is not None:
-            close()
+        target.close()
     row["seconds"] = round(time.monotonic() - start, 3)
     return row
 
@@ -88,7 +86,7 @@ def _run_commands(row: dict, target, files: list[tuple[int, int, int, str]]) -> 
     from multiheap.commands import run_command
     from multiheap.session import Session
 
-    session = Session(target, getattr(target, "evaluate", None))
+    session = Session(target, target.evaluate)
     errors = []
     for name in COMMANDS:
         if name not in KNOWN:
