@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from multiheap.discovery import evidence, routes, threads
+from multiheap.discovery import evidence, loaded, routes, threads
 from multiheap.discovery.facts import (
     NO_TCACHE_YET,
     NOT_INITIALISED,
@@ -75,6 +75,9 @@ def discover(target: Target, overrides: Optional[Overrides] = None) -> Config:
             ts = target.threads()
         except MultiheapError:
             ts = []
+        if initialised:  # a host without a memory map (qemu's stub) still has the heaps
+            target = loaded.with_heaps(target, Config(
+                version, ptr_size, target.arch, endian, arena, mp, gmf.value, facts))
         tps = threads.thread_pointers(target, ts, ptr_size, endian)
         thread_facts = tuple(threads.tcaches(target, ts, tps, p, endian, lambda: st.lf,
                                              ov.tcache_offset))

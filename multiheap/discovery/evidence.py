@@ -27,15 +27,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Optional
 
+from multiheap import arch
 from multiheap.errors import MultiheapError, TargetMemoryError
 from multiheap.heaptypes import MAX_ARENAS
 from multiheap.layouts import Layout, Params, layout
 from multiheap.memory import lowest_mapping, region_contents, same_file
 from multiheap.target import Region, Target
 
-_R_RELATIVE = 8  # R_X86_64_RELATIVE and R_386_RELATIVE
-_TPOFF_ADD = {18, 14}  # R_X86_64_TPOFF64, R_386_TLS_TPOFF: slot holds a (negative) offset
-_TPOFF_SUB = {37}  # R_386_TLS_TPOFF32: slot holds the offset to subtract
 TLS_SCAN = 0x2000  # bytes below the thread pointer searched when no relocation helps
 
 
@@ -49,6 +47,7 @@ class ElfFacts:
     data: list[tuple[int, bytes]]  # (vaddr, initial bytes) of .data, addends applied
     tpoff_slots: list[tuple[int, int]]  # (GOT slot vaddr, +1 add / -1 subtract)
     tls_size: int = 0  # PT_TLS memsz rounded to its alignment (0: no TLS segment)
+    machine: int = 62  # ELF e_machine: which relocation types and TLS variant apply
 
 
 @lru_cache(maxsize=8)
@@ -72,18 +71,22 @@ def _read_elf(path: str, mtime: float) -> Optional[ElfFacts]:
                     data.append((sec["sh_addr"], bytearray(sec.data())))
             slots: list[tuple[int, int]] = []
             wide = elf.elfclass == 64
+            mach = arch.MACHINE_NAMES.get(elf["e_machine"], 0)
+            row = arch.by_machine(mach)
+            rel, add, sub = (row.relative, row.tpoff, row.tpoff_sub) if row else \
+                (frozenset(), frozenset(), frozenset())
             for sec in elf.iter_sections():
                 if isinstance(sec, RelocationSection) and sec["sh_type"] in ("SHT_RELA",
                                                                              "SHT_REL"):
                     for r in sec.iter_relocations():
                         t = r["r_info_type"]
-                        if t == _R_RELATIVE and r.is_RELA():
+                        if t in rel and r.is_RELA():
                             _apply(data, r["r_offset"], r["r_addend"], wide)
-                        elif t in _TPOFF_ADD or t in _TPOFF_SUB:
-                            slots.append((r["r_offset"], -1 if t in _TPOFF_SUB else 1))
+                        elif t in add or t in sub:
+                            slots.append((r["r_offset"], -1 if t in sub else 1))
             return ElfFacts(path, elf["e_type"] == "ET_DYN", min(loads) & ~0xFFF if loads
                             else 0, [(a, bytes(b)) for a, b in data], slots,
-                            tls_size=tls[0] if tls else 0)
+                            tls_size=tls[0] if tls else 0, machine=mach)
     except (OSError, ELFError, ValueError, KeyError, struct.error):
         return None
 
@@ -475,9 +478,12 @@ def _readable_parts(target: Target, start: int, end: int, step: int = 0x100000):
 
 def tls_offsets(target: Target, facts: Optional[ElfFacts], bias: Optional[int],
                 sz: int) -> list[int]:
-    """Thread-pointer offsets of libc's TLS variables, from its TPOFF GOT slots."""
+    """Thread-pointer offsets of libc's TLS variables, from its TPOFF GOT slots
+    (negative below x86's thread pointer, positive above arm's: TLS variant I)."""
     if facts is None or bias is None:
         return []
+    row = arch.by_machine(facts.machine)
+    above = bool(row and row.tls_variant == 1)
     out = []
     mask = (1 << (8 * sz)) - 1
     for vaddr, sign in facts.tpoff_slots:
@@ -488,8 +494,12 @@ def tls_offsets(target: Target, facts: Optional[ElfFacts], bias: Optional[int],
         if v >> (8 * sz - 1):
             v -= mask + 1
         off = v * sign
-        if -(1 << 20) < off < 0 and off not in out:
+        if (0 < off < 1 << 20 if above else -(1 << 20) < off < 0) and off not in out:
             out.append(off)
+    if above and out and facts.tls_size:
+        # aarch64's code reaches some variables (tcache) from a neighbour's GOT slot
+        # (section anchors): every word of libc's TLS block, from its first slot on
+        out += [w for w in range(min(out), min(out) + facts.tls_size, sz) if w not in out]
     return out
 
 

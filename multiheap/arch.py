@@ -1,0 +1,63 @@
+"""What differs between the machines glibc runs on, as data (one row per ELF machine).
+
+Each row says how the machine's thread pointer relates to its TLS (glibc's TLS variant:
+II on x86, the thread pointer at ``struct pthread`` with the TLS blocks below it; I on
+arm and aarch64, the TLS blocks above a two-word ``tcbhead_t`` and ``struct pthread``
+below it) and which relocation types libc's file uses for the two things discovery reads
+in it: pointers in ``.data`` (RELATIVE) and GOT slots that hold a thread-pointer offset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One machine's facts (numbers from the psABI of each; glibc's sysdeps tls.h)."""
+
+    name: str
+    machine: int  # ELF e_machine
+    word: int  # bytes
+    tls_variant: int  # 1: TLS above the thread pointer, 2: below it
+    relative: frozenset[int]  # RELATIVE relocation types
+    tpoff: frozenset[int]  # GOT slot holds the thread-pointer offset (added)
+    tpoff_sub: frozenset[int] = frozenset()  # slot holds the offset to subtract
+    tp_register: str = ""
+
+
+ARCHES = (
+    Arch("x86_64", 62, 8, 2, frozenset({8}), frozenset({18}), tp_register="fs_base"),
+    Arch("i386", 3, 4, 2, frozenset({8}), frozenset({14}), frozenset({37}), "gs_base"),
+    Arch("aarch64", 183, 8, 1, frozenset({1027}), frozenset({1030}),
+         tp_register="tpidr_el0"),
+    Arch("arm", 40, 4, 1, frozenset({23}), frozenset({19}), tp_register="tpidruro"),
+)
+_BY_MACHINE = {a.machine: a for a in ARCHES}
+_BY_NAME = {a.name: a for a in ARCHES}
+# the names hosts give (gdb: "aarch64", "arm", "armv7"; lldb: "aarch64", "arm64", "armv7")
+_ALIASES = {"arm64": "aarch64", "x86-64": "x86_64", "i686": "i386", "i386:x86-64": "x86_64"}
+
+
+def by_machine(machine: int) -> Optional[Arch]:
+    """The row for an ELF ``e_machine``, or None for a machine multiheap does not know."""
+    return _BY_MACHINE.get(machine)
+
+
+def by_name(name: str) -> Optional[Arch]:
+    """The row for a host's architecture name (``aarch64``, ``armv7l``, ``x86_64``...)."""
+    n = _ALIASES.get(name, name)
+    if n.startswith("arm") and n not in _BY_NAME:
+        n = "arm"
+    return _BY_NAME.get(n)
+
+
+def tls_variant(name: str) -> int:
+    """1 (TLS above the thread pointer) or 2 (below it); 2 for an unknown name."""
+    a = by_name(name)
+    return a.tls_variant if a else 2
+
+
+MACHINE_NAMES = {"EM_X86_64": 62, "EM_386": 3, "EM_AARCH64": 183, "EM_ARM": 40}
+"""pyelftools' names of ``e_machine`` for the machines above."""
