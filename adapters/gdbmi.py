@@ -173,20 +173,18 @@ class GdbMiTarget:
         return self._maps
 
     def modules(self) -> list[Module]:
-        from multiheap.elffile import file_build_id
-
-        out = []
+        out = []  # gdb/MI names no build-id: the engine reads it from the file
         payload, _ = self.mi.request("-list-thread-groups")
         for g in payload.get("groups", []):
             exe = g.get("executable")
             if exe:
-                out.append(Module(exe, 0, file_build_id(exe)))
+                out.append(Module(exe, 0))
         payload, _ = self.mi.request("-file-list-shared-libraries")
         for lib in payload.get("shared-libraries", []):
             path = lib.get("host-name") or lib.get("target-name") or ""
             ranges = lib.get("ranges") or [{}]
             base = int(ranges[0].get("from", "0"), 16) if ranges[0] else 0
-            out.append(Module(path, base, file_build_id(path)))
+            out.append(Module(path, base))
         return out
 
     # symbols and types ----------------------------------------------------------------

@@ -13,8 +13,7 @@ from typing import Optional
 from multiheap.adapters.lldb_expr import evaluate as evaluate_in
 from multiheap.adapters.lldb_import import lldb
 from multiheap.errors import NoTargetError, TargetMemoryError
-from multiheap.memory import covered_until
-from multiheap.target import Module, Region, Thread, TypeLayout
+from multiheap.target import Module, Region, Thread, TypeLayout, covered_until
 
 _TLS_SECTIONS = (".tbss", ".tdata", "PT_TLS")
 _FAST_MIN = 1 << 20  # reads from this size up go through /proc/PID/mem when possible

@@ -18,9 +18,8 @@ import tempfile
 from typing import Any, Optional, Protocol
 
 from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError
-from multiheap.memory import covered_until
 from multiheap.startup import core_info
-from multiheap.target import Module, Region, Thread, TypeLayout
+from multiheap.target import Module, Region, Thread, TypeLayout, covered_until
 
 SMALL_READ = 0x10000  # up to this: base64 through the pipe; above: wtf to a file
 # r2 math only: no command separators, pipes, greps, temporary seeks, redirections,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import bisect
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Optional
 
 from multiheap.errors import TargetMemoryError
-from multiheap.target import Region, Target
+from multiheap.target import Region, Target, covered_until  # noqa: F401  (re-exported)
 
 _PAGE = 0x1000
 
@@ -149,19 +149,3 @@ def lowest_mapping(regions: Iterable[Region], path: str) -> Optional[int]:
     """Start of the lowest region mapped from the file ``path`` (its load base), or None."""
     starts = [r.start for r in regions if same_file(r.name, path)]
     return min(starts) if starts else None
-
-
-def covered_until(regions: Iterable[Region], addr: int, end: int,
-                  usable: Callable[[Region], bool]) -> int:
-    """How far from ``addr`` the ``usable`` regions cover [addr, end) without a gap:
-    the first address not covered (``>= end`` when all of it is)."""
-    pos = addr
-    for r in sorted(regions, key=lambda r: r.start):
-        if r.end <= pos or not usable(r):
-            continue
-        if r.start > pos:
-            break
-        pos = r.end
-        if pos >= end:
-            break
-    return pos

@@ -10,7 +10,7 @@ address evaluator and closing.  Adapters keep no discovery fallback of their own
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Protocol, runtime_checkable
+from typing import Callable, Iterable, Optional, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -124,3 +124,19 @@ class Target(Protocol):
         """Release what the adapter opened: detach from an attached process, end a program
         or debugger it started.  A no-op for a host's own target."""
         ...
+
+
+def covered_until(regions: Iterable[Region], addr: int, end: int,
+                  usable: Callable[[Region], bool]) -> int:
+    """How far from ``addr`` the ``usable`` regions cover [addr, end) without a gap:
+    the first address not covered (``>= end`` when all of it is)."""
+    pos = addr
+    for r in sorted(regions, key=lambda r: r.start):
+        if r.end <= pos or not usable(r):
+            continue
+        if r.start > pos:
+            break
+        pos = r.end
+        if pos >= end:
+            break
+    return pos
