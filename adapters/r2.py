@@ -5,7 +5,8 @@ descriptors r2 hands over; from the CLI, r2pipe spawns r2 on a core or a program
 Memory: when r2 debugs a local process, ``/proc/PID/mem`` read directly (r2 stops the
 process, so this is the same memory r2 sees, at memory speed); otherwise r2's own
 reads (``p6e`` base64 for small reads, ``wtf`` into a private file for bulk ones).
-Thread pointers of a core come from its NT_PRSTATUS notes: r2 does not show fs_base.
+Thread pointers of a core come from its notes (read by multiheap.elffile through
+multiheap.startup): r2 does not show fs_base.
 """
 
 from __future__ import annotations

@@ -42,6 +42,69 @@ def test_adapters_never_format_output():
         assert "print(" not in path.read_text(), f"{path.name} prints"
 
 
+# What an adapter may import of multiheap: the protocol, the error types, the start-up
+# request, and the small helpers for a program's stdio and address arguments (plus its
+# sibling adapter modules).  Tracing glue (*_trace.py: breakpoints, then a shell) and
+# the registry's hook (registration.py) are not adapters of the protocol.
+ADAPTER_MAY_IMPORT = {"multiheap.target", "multiheap.errors", "multiheap.progio",
+                      "multiheap.expr", "multiheap.startup", "multiheap.hookspecs"}
+ADAPTER_MAX_LINES = 400
+
+
+def _multiheap_imports(path: Path) -> set[str]:
+    """Every multiheap module ``path`` imports (``from multiheap import x`` counts as
+    ``multiheap.x``), at any depth of the file."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("multiheap")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "multiheap":
+                out |= {f"multiheap.{a.name}" for a in node.names}
+            elif node.module.startswith("multiheap."):
+                out.add(node.module)
+    return out
+
+
+def _protocol_adapters() -> list[Path]:
+    return [p for p in sorted((ROOT / "adapters").glob("*.py"))
+            if not p.name.endswith("_trace.py") and p.name not in ("registration.py",
+                                                                    "__init__.py")]
+
+
+def test_adapters_import_only_the_protocol():
+    paths = _protocol_adapters()
+    assert {"gdb.py", "gdbmi.py", "lldb.py", "r2.py"} <= {p.name for p in paths}
+    for path in paths:
+        bad = {n for n in _multiheap_imports(path)
+               if n not in ADAPTER_MAY_IMPORT and not n.startswith("multiheap.adapters")}
+        assert not bad, f"adapters/{path.name} imports {sorted(bad)}"
+
+
+def test_adapters_are_small():
+    for path in (ROOT / "adapters").glob("*.py"):
+        n = len(path.read_text().splitlines())
+        assert n <= ADAPTER_MAX_LINES, f"adapters/{path.name} has {n} lines"
+
+
+def test_protocol_declares_close_and_evaluate():
+    """Every built-in adapter implements the whole protocol, close and evaluate
+    included: nothing finds them with getattr."""
+    from multiheap.target import Target
+
+    for name in ("close", "evaluate"):
+        assert name in Target.__dict__, name
+    for path in _protocol_adapters():
+        text = path.read_text()
+        if "class " in text and "(R2Target)" not in text and "def read(self" in text:
+            for name in ("close", "evaluate", "thread_pointer", "tls_symbol", "type_layout"):
+                assert f"def {name}(self" in text, f"adapters/{path.name} lacks {name}"
+    for path in [*(ROOT / "multiheap").rglob("*.py"), *(ROOT / "adapters").glob("*.py")]:
+        text = path.read_text()
+        for name in ("close", "evaluate"):
+            assert f'getattr(target, "{name}"' not in text, f"{path.name}: getattr {name}"
+
+
 def test_importing_the_engine_loads_no_debugger():
     code = ("import sys, multiheap.commands, multiheap.registry, multiheap.cli;"
             "multiheap.registry.adapters();"
@@ -81,7 +144,14 @@ DISCOVERY_API = {"multiheap.discovery", "multiheap.discovery.facts"}
 # Each fallback has one home: the function names below are defined once, in discovery,
 # and called nowhere outside it.
 ONE_HOME = ("scan_thread_pointers", "tcbhead_at", "is_tcb", "find_tcache_offset", "check_arena",
-            "check_mp", "arena_candidates_in_file", "mp_candidates_in_file", "tls_address")
+            "check_mp", "arena_candidates_in_file", "mp_candidates_in_file", "tls_address",
+            "pthread_list", "libc_tls_offset", "static_tls_offset")
+# Marks of a fallback route, by what it reads: only their one home may name them.
+# (NT_PRSTATUS: thread pointers from elffile; triage/notes.py reads the crash's signal and
+# registers from the same note, through elffile's note reader.)
+ROUTE_MARKS = {"_dl_stack_user": ("multiheap/discovery",),
+               "l_tls_offset": ("multiheap/discovery",),
+               "NT_PRSTATUS": ("multiheap/elffile.py", "multiheap/triage/notes.py")}
 
 
 def test_nothing_outside_discovery_discovers():
@@ -119,3 +189,15 @@ def test_every_engine_package_is_installed():
                  ["packages"])
     found = {"multiheap." + p.parent.name for p in (root / "multiheap").glob("*/__init__.py")}
     assert found <= listed, sorted(found - listed)
+
+
+def test_route_marks_have_one_home():
+    """glibc's thread list, ld.so's link_map TLS offset and a core's NT_PRSTATUS notes
+    are read in one place each (adapters once had their own copies)."""
+    for path in [*(ROOT / "multiheap").rglob("*.py"), *(ROOT / "adapters").glob("*.py"),
+                 *(ROOT / "plugins").glob("*.py")]:
+        rel = str(path.relative_to(ROOT))
+        text = path.read_text()
+        for mark, home in ROUTE_MARKS.items():
+            assert mark not in text or rel.startswith(home), f"{rel} reads {mark}"
+

@@ -247,6 +247,29 @@ def test_bad_cores(basic, tmp_path):
     assert "not made from" in _bad("--core", str(core), "--exe", str(other), "ptstats")
 
 
+def test_start_is_vetted_alike_in_every_backend(basic, tmp_path):
+    """One start-up request (multiheap.startup) for gdb-mi, lldb and r2: a bad core, PID
+    or program is the same one line whichever debugger was asked for."""
+    live, _ = basic
+    core, exe = core_of(live)
+    cut = tmp_path / "cut.core"
+    cut.write_bytes(core.read_bytes()[: core.stat().st_size // 2])
+    arm64 = _patched(core, tmp_path / "arm64.core", 18, "<H", 183)  # e_machine: aarch64
+    sparc = _patched(core, tmp_path / "sparc.core", 18, "<H", 43)
+    cases = [("--core", str(tmp_path / "nope")), ("--core", str(cut)), ("--core", str(exe)),
+             ("--core", str(tmp_path)), ("--core", str(arm64)), ("--core", str(sparc)),
+             ("--core", str(core), "--exe", str(build("holder"))),
+             ("--pid", "999999999"), ("--run", str(tmp_path / "noprog")), ("--run", "'open")]
+    for case in cases:
+        lines = {b: _bad("--backend", b, *case, "ptstats") for b in ("gdb-mi", "lldb", "r2")}
+        assert len(set(lines.values())) == 1, (case, lines)
+    assert "does not exist" in _bad("--backend", "lldb", "--core", str(tmp_path / "nope"))
+    assert f"{arm64} is aarch64 but {exe} is x86_64" in \
+        _bad("--backend", "r2", "--core", str(arm64), "ptstats")
+    assert "unsupported machine (ELF machine 43" in \
+        _bad("--backend", "lldb", "--core", str(sparc), "ptstats")
+
+
 def _patched(core: Path, dest: Path, at: int, fmt: str, value: int) -> Path:
     data = bytearray(core.read_bytes())
     struct.pack_into(fmt, data, at, value)
