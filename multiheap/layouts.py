@@ -185,6 +185,17 @@ class Params:
         return "num_slots" if self.version >= (2, 42) else "counts"
 
     @property
+    def tcache_counts_down(self) -> bool:
+        """2.42+: ``num_slots`` counts free slots down from a per-bin limit (an empty bin
+        holds its limit), not the chunks held."""
+        return self.version >= (2, 42)
+
+    @property
+    def tcache_key(self) -> bool:
+        """2.29+: a tcache entry's second word is ``key`` (double-free detection)."""
+        return self.version >= (2, 29)
+
+    @property
     def nfastbins(self) -> int:
         if not self.has_fastbins:
             return 0

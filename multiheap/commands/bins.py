@@ -113,7 +113,7 @@ def emit_tcache(heap: Heap, tc: Tcache, out) -> None:
         out.field("tid", t.tid)
         out.field("addr", tc.addr)
     out.begin_list("bins")
-    counts_down = heap.p.version >= (2, 42)  # an empty bin's num_slots is its limit
+    counts_down = heap.p.tcache_counts_down  # an empty bin's num_slots is its limit
     for fl in tc.bins:
         if not fl.chunks and fl.stop is None and (counts_down or not fl.count_field):
             continue
@@ -146,7 +146,7 @@ def emit_tcache_notes(heap: Heap, out) -> None:
 
 
 def _count_mismatch(heap: Heap, fl: FreeList) -> bool:
-    if heap.p.version >= (2, 42):
+    if heap.p.tcache_counts_down:
         return False  # num_slots counts down from a per-bin limit
     return fl.count_field != len(fl.chunks)
 

@@ -47,7 +47,7 @@ def emit_chunk(heap: Heap, c: Chunk, out, hexdump: bool, verbose: bool) -> str:
         text += " bk={bk:#x}"
     if large:
         text += " fd_nextsize={fd_nextsize:#x} bk_nextsize={bk_nextsize:#x}"
-    if state == "tcache" and heap.p.version >= (2, 29):
+    if state == "tcache" and heap.p.tcache_key:
         values["key"] = c.bk
         if verbose:
             text += " key={key:#x}"

@@ -340,7 +340,7 @@ def _word_note(heap: Heap, vc: VisChunk, off: int, value: int, symbolize, raw: b
         name = symbolize(vc.fd) if symbolize is not None and vc.fd else None
         s = "fd (decoded)" + (f" {name}" if name else "")
         return s + (f" raw={vc.fd_raw:#x}" if raw and vc.fd_raw is not None else "")
-    if off == 3 * sz and vc.state == "tcache" and heap.p.version >= (2, 29):
+    if off == 3 * sz and vc.state == "tcache" and heap.p.tcache_key:
         return "tcache key"
     if off in (2 * sz, 3 * sz) and vc.state in ("free", "fast", "tcache", "orphan"):
         which = "fd" if off == 2 * sz else "bk"
