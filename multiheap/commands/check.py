@@ -90,7 +90,7 @@ class PtFind:
         f = find_chunk(heap, addr)
         if f is None:
             raise UsageError(f"{addr:#x} is in no chunk of any heap or mmapped chunk")
-        out.item("{addr:#x} {state} size={size:#x} arena={arena_text}: {query:#x} is at "
+        where = f"{f.arena:#x}" if f.arena is not None else "mmapped"  # text only
+        out.item("{addr:#x} {state} size={size:#x} arena=" + where + ": {query:#x} is at "
                  "offset {offset:+#x} of its user data", addr=f.addr, size=f.size,
-                 state=f.state, arena=f.arena, offset=f.offset, query=addr,
-                 arena_text=f"{f.arena:#x}" if f.arena is not None else "mmapped")
+                 state=f.state, arena=f.arena, offset=f.offset, query=addr)
