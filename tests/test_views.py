@@ -217,3 +217,32 @@ def test_ptchunk_on_a_user_pointer(program, host):
     assert any("-m assumed" in n["message"] for n in doc["notes"])
     assert plain["chunks"][0]["addr"] == chunk and "notes" not in plain
     assert "-m assumed" in text and "size=0x50" in text
+
+
+def test_readme_command_table_is_true():
+    """Each command has a row in README's table naming every option it takes (one of
+    the option's spellings) and every positional argument."""
+    import multiheap.commands  # noqa: F401  (registers every command)
+    from multiheap.commands.base import COMMANDS
+
+    rows = {}
+    for line in (Path(__file__).resolve().parent.parent / "README.md").read_text() \
+            .split("\n## Commands", 1)[1].splitlines():
+        for name in re.findall(r"`(pt\w+)", line.split(" | ")[0]) if line.startswith("|") \
+                else ():
+            rows[name] = line.split(" | ")[0]
+    missing = []
+    for name, cmd in COMMANDS.items():
+        row = rows.get(name)
+        if row is None:
+            missing.append(f"{name}: no row")
+            continue
+        for action in cmd.parser._actions:
+            spelled = action.option_strings or list(action.choices or ()) or \
+                (action.metavar or action.dest).split("|")
+            if "--json" in spelled or "-h" in spelled:
+                continue
+            if not any(re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", row)
+                       for s in spelled):
+                missing.append(f"{name}: {'/'.join(spelled)}")
+    assert not missing, missing
