@@ -168,21 +168,6 @@ def _open(args: argparse.Namespace):
     return info.open(request=request)
 
 
-def run_one(session, name: str, argv: list[str]) -> int:
-    """Run one command, print its result; returns the exit status."""
-    from multiheap.commands import run_command
-
-    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    res = run_command(session, name, argv, color=color, sink=sys.stdout.write)
-    if res.output:  # with --json, also an error's one JSON document
-        sys.stdout.write(str(res.output))
-    sys.stdout.flush()
-    if res.error:
-        print(f"multiheap: {res.error}", file=sys.stderr)
-        return res.status or 2
-    return 0
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -236,6 +221,7 @@ def _main(argv: list[str]) -> int:
     _backend(args.backend)
     if args.core is None and args.pid is None and args.run is None and _help_only(args):
         from multiheap.session import Session
+        from multiheap.shell import run_one
 
         return run_one(Session(None), args.command, args.args)  # type: ignore[arg-type]
     if args.core is None and args.pid is None and args.run is None:
@@ -260,6 +246,8 @@ def _main(argv: list[str]) -> int:
             from multiheap.shell import run_shell
 
             return run_shell(session)
+        from multiheap.shell import run_one
+
         return run_one(session, args.command, args.args)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip this

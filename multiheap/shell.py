@@ -14,7 +14,7 @@ import shlex
 import sys
 from typing import Optional
 
-from multiheap.commands import COMMANDS
+from multiheap.commands import COMMANDS, run_command
 from multiheap.session import Session
 
 HISTORY_LENGTH = 1000
@@ -41,6 +41,20 @@ def complete(line: str, text: str) -> list[str]:
     return [o for o in options_of(words[0]) if o.startswith(text)]
 
 
+
+def run_one(session, name: str, argv: list[str]) -> int:
+    """Run one command, print its result; returns the exit status."""
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    res = run_command(session, name, argv, color=color, sink=sys.stdout.write)
+    if res.output:  # with --json, also an error's one JSON document
+        sys.stdout.write(str(res.output))
+    sys.stdout.flush()
+    if res.error:
+        print(f"multiheap: {res.error}", file=sys.stderr)
+        return res.status or 2
+    return 0
+
+
 class Shell(cmd.Cmd):
     """Reads command lines and runs them through the session."""
 
@@ -56,8 +70,6 @@ class Shell(cmd.Cmd):
 
     # dispatch --------------------------------------------------------------------
     def default(self, line: str) -> bool:
-        from multiheap.cli import run_one
-
         try:
             name, *argv = shlex.split(line)
         except ValueError as e:

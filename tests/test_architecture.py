@@ -201,3 +201,10 @@ def test_route_marks_have_one_home():
         for mark, home in ROUTE_MARKS.items():
             assert mark not in text or rel.startswith(home), f"{rel} reads {mark}"
 
+
+def test_no_import_circle_between_cli_and_shell():
+    """The shell runs commands itself (shell.run_one); the CLI uses the shell, never the
+    other way round."""
+    assert not any(n.startswith("multiheap.cli") for n in _multiheap_imports(
+        ROOT / "multiheap" / "shell.py"))
+
