@@ -131,6 +131,7 @@ def test_ptconfig_shows_routes_tried_and_rejected(work):
     routes = {r["fact"]: r for r in cfg["routes"]}
     assert {"version", "main_arena", "mp_", "thread 1 pointer", "thread 1 tcache"} <= \
         set(routes)
+    assert routes["version"]["value"] == cfg["glibc"] and cfg["glibc"].startswith("2.")
     ma = routes["main_arena"]
     assert ma["found_by"].startswith("heuristic: libc's .data")
     assert [r["route"] for r in ma["rejected"]] == [

@@ -53,13 +53,12 @@ class Command:
     summary: str
     parser: CommandParser
     run: RunFn
-    needs_heap: bool = True
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, summary: str, needs_heap: bool = True):
+def command(name: str, summary: str):
     """Decorator: ``@command("ptchunk", "...")`` on ``def setup(p)`` + ``def run``.
 
     Used as::
@@ -78,7 +77,7 @@ def command(name: str, summary: str, needs_heap: bool = True):
         cls.args(parser)
         parser.add_argument("--json", action="store_true",
                             help="print exactly one JSON document")
-        COMMANDS[name] = Command(name, summary, parser, cls.run, needs_heap)
+        COMMANDS[name] = Command(name, summary, parser, cls.run)
         return cls
 
     return wrap

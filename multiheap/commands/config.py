@@ -10,8 +10,7 @@ from multiheap.discovery import Overrides
 from multiheap.errors import MultiheapError, UsageError
 
 
-@command("ptconfig", "glibc version, word size, where each structure was found and how",
-         needs_heap=False)
+@command("ptconfig", "glibc version, word size, where each structure was found and how")
 class PtConfig:
     """Show what multiheap detected about the target's malloc and how it found it.
 
@@ -126,8 +125,10 @@ def _routes(cfg, out) -> None:
         rows.append((f"thread {tf.thread.num} tcache", tf.tcache))
     out.begin_list("routes", title="how each fact was found")
     for name, f in rows:
-        value = None if name == "version" else f.value
-        shown = "" if value is None else f" = {value:#x}"
+        # the version's value is X.Y (its Fact holds it as major << 16 | minor)
+        value = glibc.format_version(cfg.version) if name == "version" else f.value
+        shown = "" if value is None else f" = {value}" if isinstance(value, str) \
+            else f" = {value:#x}"
         out.begin(title=f"{name}{shown}: {f.how}")
         if out.structured():
             out.field("fact", name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from multiheap.commands.base import COMMANDS, command
 
 
-@command("pthelp", "this list; COMMAND -h shows a command's options", needs_heap=False)
+@command("pthelp", "this list; COMMAND -h shows a command's options")
 class PtHelp:
     """List the multiheap commands."""
 

@@ -7,7 +7,7 @@ from multiheap.commands.base import address, command
 from multiheap.errors import UsageError
 
 
-@command("ptmeta", "attach tags to addresses; other commands show them", needs_heap=False)
+@command("ptmeta", "attach tags to addresses; other commands show them")
 class PtMeta:
     """Tag addresses for this session: ``ptmeta add ADDR TAG``, ``ptmeta del ADDR``,
     ``ptmeta list``, ``ptmeta clear``.  A tag on a user pointer also marks its chunk."""

@@ -37,8 +37,7 @@ def _emit(out, recs: list[dict]) -> None:
     out.end_list()
 
 
-@command("pttrace", "trace every malloc and free (start, stop, status, save, show)",
-         needs_heap=False)
+@command("pttrace", "trace every malloc and free (start, stop, status, save, show)")
 class PtTrace:
     """Trace the allocator: every malloc, calloc, realloc, free, memalign... in every
     thread, with its backtrace, to a JSON Lines file.  Errors (double free, invalid or
@@ -116,7 +115,7 @@ class PtTrace:
                     out.text(line)
 
 
-@command("pthistory", "every traced event of the chunk holding ADDR", needs_heap=False)
+@command("pthistory", "every traced event of the chunk holding ADDR")
 class PtHistory:
     """The trace's story of the chunk holding ADDR (a user pointer or any address inside
     its user bytes): which call allocated it with which backtrace, who freed it, what it
