@@ -316,4 +316,5 @@ class FreeLists:
             nxt = self.mem.ptr(c.addr + c.size + self.sz)
         except TargetMemoryError:
             return "inuse"
-        return "inuse" if nxt & PREV_INUSE else "free"
+        # marked free by its successor but in no list: an orphan (free = in a bin)
+        return "inuse" if nxt & PREV_INUSE else "orphan"

@@ -212,16 +212,6 @@ class ChunkWalks:
                 return ix.base + nlo * self.sz
         return None
 
-    def chunk_state(self, c: Any) -> str:
-        """One chunk's state: as the free lists' own answer, but a chunk marked free by
-        its successor's PREV_INUSE and in no bin is ``orphan`` (``free`` is in a bin)."""
-        state = super().chunk_state(c)  # type: ignore[misc]
-        if state != "free":
-            return state
-        index = self.__dict__.get("_free_index")
-        listed = index.get(c.addr) if index is not None else self._listed_state(c)
-        return "free" if listed == "free" else "orphan"
-
     # walking chunks ------------------------------------------------------------
     def walk(self, arena: Arena, seg: HeapSegment, stops: list[Stop],
              limit: Optional[int] = None, classify: bool = True,
