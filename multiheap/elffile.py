@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from multiheap.errors import MultiheapError
+from multiheap.target import byte_order
 
 ET_CORE, PT_LOAD, PT_NOTE = 4, 1, 4
 NT_AUXV, NT_FILE, NT_GNU_BUILD_ID = 6, 0x46494C45, 3
@@ -40,7 +41,7 @@ class Elf:
 
     @property
     def fmt(self) -> str:
-        return "<" if self.endian == "little" else ">"
+        return byte_order(self.endian)
 
 
 def read_elf(path: str, data: Optional[bytes] = None) -> Elf:
@@ -97,7 +98,7 @@ def _header(path: str, head: bytes) -> tuple[int, str, int, int, int]:
 
 def iter_notes(data: bytes, endian: str):
     """(type, name, desc) of each note in a PT_NOTE segment's bytes."""
-    e = "<" if endian == "little" else ">"
+    e = byte_order(endian)
     off = 0
     while off + 12 <= len(data):
         namesz, descsz, ntype = struct.unpack_from(e + "III", data, off)

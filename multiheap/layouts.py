@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Union
 
+from multiheap.target import byte_order
+
 Version = tuple[int, int]
 
 # C scalar types by name: (size on ILP32, size on LP64); alignment equals size.
@@ -336,7 +338,7 @@ def layout(name: str, version: Version, ptr_size: int, endian: str = "little") -
     offset = 0
     max_align = 1
     fields: dict[str, FieldLayout] = {}
-    fmt = ["<" if endian == "little" else ">"]
+    fmt = [byte_order(endian)]
     index = 0
     for f in STRUCTS[name]:
         if not f.present(version):

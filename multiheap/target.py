@@ -9,7 +9,9 @@ address evaluator and closing.  Adapters keep no discovery fallback of their own
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Iterable, Optional, Protocol, runtime_checkable
 
 
@@ -140,3 +142,16 @@ def covered_until(regions: Iterable[Region], addr: int, end: int,
         if pos >= end:
             break
     return pos
+
+
+# -- the one codec of a target's words --------------------------------------------------
+def byte_order(endian: str) -> str:
+    """struct's byte-order mark for ``"little"`` or ``"big"``."""
+    return "<" if endian == "little" else ">"
+
+
+@lru_cache(maxsize=None)
+def word_struct(size: int, endian: str, count: int = 1) -> struct.Struct:
+    """``count`` unsigned words of ``size`` bytes (1, 2, 4, 8) in ``endian`` order."""
+    return struct.Struct(byte_order(endian) + {1: "B", 2: "H", 4: "I", 8: "Q"}[size] * count)
+

@@ -11,7 +11,6 @@ pointer.  A NULL pointer is :data:`NO_TCACHE_YET`, not a failure.
 
 from __future__ import annotations
 
-import struct
 from typing import Callable, Optional
 
 from multiheap import arch, debugfile
@@ -20,7 +19,7 @@ from multiheap.discovery.facts import NO_TCACHE_YET, Chain, Fact, LibcFile, Thre
 from multiheap.errors import MultiheapError
 from multiheap.layouts import Params
 from multiheap.memory import same_file
-from multiheap.target import Target, Thread
+from multiheap.target import Target, Thread, word_struct
 
 
 def _word(target: Target, addr: int, sz: int, endian: str) -> Optional[int]:
@@ -39,7 +38,7 @@ def is_tcb(target: Target, tp: int, sz: int, endian: str) -> bool:
         head = target.read(tp, 3 * sz)
     except MultiheapError:
         return False
-    fmt = struct.Struct(("<" if endian == "little" else ">") + ("Q" if sz == 8 else "I"))
+    fmt = word_struct(sz, endian)
     return tp > 0xFFFF and evidence.tcbhead_at(head, 0, tp, fmt)
 
 
