@@ -6,6 +6,9 @@ A mixin of :class:`multiheap.heap.Heap`.  Each list is walked once per stop, bou
 
 from __future__ import annotations
 
+import bisect
+from array import array
+from collections.abc import Iterator
 from typing import Optional
 
 from multiheap.errors import TargetMemoryError
@@ -20,6 +23,58 @@ from multiheap.heaptypes import (
     Stop,
     Tcache,
 )
+from multiheap.memory import CACHE_BYTES
+
+_CODES = (None, "free", "fast", "tcache")  # a listed chunk's state by its code
+_RUN = 1 << 20  # keys sorted at a time (bounds the sort's temporary list)
+
+
+class Listed:
+    """Every listed free chunk and its state, compact: sorted runs of ``addr | code``
+    keys in arrays (8 bytes a chunk; a list entry is MALLOC_ALIGNMENT-aligned, so the
+    two low bits are free).  A chunk in several lists has the state of the last kind
+    added (tcache over fast over free), as ``dict.update`` in that order would."""
+
+    def __init__(self, lists: list[tuple[str, array]]) -> None:
+        self.runs: list[array] = []
+        piece: list[int] = []
+        for state, chunks in lists:
+            code = _CODES.index(state)
+            for lo in range(0, len(chunks), _RUN):
+                piece += [a | code for a in chunks[lo:lo + _RUN]]
+                if len(piece) >= _RUN:
+                    self.runs.append(array("Q", sorted(piece)))
+                    piece = []
+        if piece:
+            self.runs.append(array("Q", sorted(piece)))
+        self.entries = sum(len(r) for r in self.runs)  # with repeats
+
+    def get(self, addr: int) -> Optional[str]:
+        found = None
+        for r in self.runs:
+            i = bisect.bisect_right(r, addr | 3) - 1
+            if i >= 0 and r[i] & ~3 == addr:
+                found = _CODES[r[i] & 3]
+        return found
+
+    def __contains__(self, addr: int) -> bool:
+        return self.get(addr) is not None
+
+    def __len__(self) -> int:
+        return len(self.between(0, 1 << 64))
+
+    def between(self, lo: int, hi: int) -> dict[int, str]:
+        """{addr: state} of the listed chunks in [lo, hi)."""
+        out: dict[int, str] = {}
+        codes = _CODES
+        for r in self.runs:
+            i, j = bisect.bisect_left(r, lo), bisect.bisect_left(r, hi)
+            if i < j:
+                out.update({k & ~3: codes[k & 3] for k in r[i:j]})
+        return out
+
+    def items(self) -> Iterator[tuple[int, str]]:
+        return iter(self.between(0, 1 << 64).items())
 
 
 class FreeLists:
@@ -27,16 +82,19 @@ class FreeLists:
 
     # free lists ---------------------------------------------------------------
     def preload(self) -> None:
-        """Read every heap segment in one request each, before lists are walked."""
+        """Read each heap segment in one request, before lists are walked, when the
+        heaps fit the memory cache; bigger heaps are read in windows as lists go."""
         if self._preloaded:
             return
         self._preloaded = True
-        for a in self.arenas():
-            for seg in a.heaps:
-                try:
-                    self.mem.load(seg.start, seg.end)
-                except TargetMemoryError:
-                    pass
+        segs = [seg for a in self.arenas() for seg in a.heaps]
+        if sum(seg.end - seg.start for seg in segs) > CACHE_BYTES // 4:
+            return
+        for seg in segs:
+            try:
+                self.mem.load(seg.start, seg.end)
+            except TargetMemoryError:
+                pass
 
     def _walk_list(self, fl: FreeList, first: int, end: int, protect: bool = False,
                    ptr_bias: int = 0, index_of=None, exact: int = 0) -> None:
@@ -97,9 +155,13 @@ class FreeLists:
             p = nxt
 
     def _block_at(self, p: int, need: int) -> Optional[tuple[int, int, bytes]]:
-        """The cached block holding ``need`` bytes at ``p`` (read if missing), or None."""
+        """The cached block holding ``need`` bytes at ``p`` (read if missing: a window
+        of the heap holding it, else a page), or None."""
         blk = self.mem.block(p)
         if blk is None or p + need > blk[1]:
+            found = self.segment_of(p)
+            if found is not None:
+                return self.mem.window(p, need, found[1].end)
             try:
                 self.mem.read(p, need)
             except TargetMemoryError:
@@ -250,6 +312,8 @@ class FreeLists:
             tc.bins = [self.tcache_list(tc, i) for i in range(len(f["entries"]))]
 
     def _listed(self, fl: FreeList, addr: int) -> bool:
+        if len(fl.chunks) > 4096:  # a long list is not copied into a set
+            return addr in fl.chunks
         members = self._members.get(id(fl))
         if members is None:
             members = self._members[id(fl)] = set(fl.chunks)
@@ -284,21 +348,18 @@ class FreeLists:
         return None
 
     # classification ------------------------------------------------------------
-    def free_index(self) -> dict[int, str]:
+    def free_index(self) -> Listed:
         """Chunk address -> "tcache" / "fast" / "free" for every listed free chunk."""
         if self._free_index is not None:
             return self._free_index
-        idx: dict[int, str] = {}
+        lists: list[tuple[str, array]] = []
         for a in self.arenas():
-            for fl in self.bins(a):
-                idx.update(dict.fromkeys(fl.chunks, "free"))
-            for fl in self.fastbins(a):
-                idx.update(dict.fromkeys(fl.chunks, "fast"))
+            lists += [("free", fl.chunks) for fl in self.bins(a) if fl.chunks]
+            lists += [("fast", fl.chunks) for fl in self.fastbins(a) if fl.chunks]
         for tc in self.tcaches():
-            for fl in tc.bins:
-                idx.update(dict.fromkeys(fl.chunks, "tcache"))
-        self._free_index = idx
-        return idx
+            lists += [("tcache", fl.chunks) for fl in tc.bins if fl.chunks]
+        self._free_index = Listed(lists)
+        return self._free_index
 
     def chunk_state(self, c: Chunk) -> str:
         if c.flags & IS_MMAPPED:

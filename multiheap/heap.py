@@ -12,7 +12,7 @@ from typing import Optional
 
 from multiheap.discovery import Config, Overrides
 from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
-from multiheap.freelists import FreeLists
+from multiheap.freelists import FreeLists, Listed
 from multiheap.heaptypes import MAX_ARENAS, Arena, Chunk, FreeList, HeapSegment, Stop, Tcache
 from multiheap.layouts import Layout, layout
 from multiheap.memory import Memory
@@ -43,7 +43,7 @@ class Heap(ChunkWalks, FreeLists):
         self._arenas: Optional[list[Arena]] = None
         self._mp: Optional[dict] = None
         self._tcaches: Optional[list[Tcache]] = None
-        self._free_index: Optional[dict[int, str]] = None
+        self._free_index: Optional[Listed] = None
         self._bins: dict[int, list[FreeList]] = {}
         self._fast: dict[int, list[FreeList]] = {}
         self._lists: dict[tuple[str, int, int], FreeList] = {}  # one walked list each

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -89,8 +90,8 @@ class FreeList:
 
     kind: str  # unsorted / small / large / fast / tcache
     index: int
-    chunks: list[int] = field(default_factory=list)  # chunk addresses
-    sizes: list[int] = field(default_factory=list)
+    chunks: array = field(default_factory=lambda: array("Q"))  # chunk addresses, compact
+    sizes: array = field(default_factory=lambda: array("Q"))
     stop: Optional[Stop] = None
     count_field: Optional[int] = None  # tcache counts/num_slots as stored
 

@@ -10,6 +10,7 @@ decodes them and draws on a canvas.  Nothing in the page is fetched from anywher
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import os
 from array import array
@@ -80,16 +81,16 @@ def _lists(heap: Heap, arenas: list[Arena]) -> tuple[list[dict], dict[int, int]]
             if fl.chunks:
                 bin_kind.update(dict.fromkeys(fl.chunks, CODE[fl.kind]))
                 lists.append({"kind": fl.kind, "index": fl.index, "arena": a.addr,
-                              "chunks": fl.chunks})
+                              "chunks": list(fl.chunks)})
         for fl in heap.fastbins(a):
             if fl.chunks:
                 lists.append({"kind": "fast", "index": fl.index, "arena": a.addr,
-                              "chunks": fl.chunks})
+                              "chunks": list(fl.chunks)})
     for tc in heap.tcaches():
         for fl in tc.bins:
             if fl.chunks:
                 lists.append({"kind": "tcache", "index": fl.index, "thread": tc.thread.num,
-                              "tid": tc.thread.tid, "chunks": fl.chunks})
+                              "tid": tc.thread.tid, "chunks": list(fl.chunks)})
     return lists, bin_kind
 
 
@@ -100,6 +101,27 @@ def _hex(buf: bytes, offs: list[int]) -> bytes:
     if len(out) != n * len(offs):
         out = b"".join([buf[o:o + n].ljust(n, b"\0") for o in offs])
     return out
+
+
+def _hex_rows(heap: Heap, end: int, addrs: list[int], hdr: int) -> bytes:
+    """HEX_BYTES bytes of user data of each chunk (zeros where unreadable), read a
+    window of the heap at a time (a huge heap is never read whole)."""
+    out: list[bytes] = []
+    i, n = 0, len(addrs)
+    while i < n:
+        blk = heap.mem.window(addrs[i] + hdr, 1, end)
+        j = bisect.bisect_left(addrs, blk[1] - hdr - HEX_BYTES + 1, i) if blk else i
+        if j > i:
+            lo, _hi, buf = blk
+            out.append(_hex(buf, [x - lo + hdr for x in addrs[i:j]]))
+            i = j
+            continue
+        try:  # a row across a window's end, or unreadable
+            out.append(heap.mem.read(addrs[i] + hdr, HEX_BYTES))
+        except TargetMemoryError:
+            out.append(bytes(HEX_BYTES))
+        i += 1
+    return b"".join(out)
 
 
 def pack_heap(heap: Heap, arena: Optional[Arena] = None,
@@ -134,11 +156,7 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
             get = bin_kind.get
             meta.extend([(code[s] if s != "free" else get(ad, 3)) | (f << 5)
                          for ad, _s, f, s in rows])
-            try:
-                buf, base = heap.mem.load(seg.start, seg.end)
-                hexes.append(_hex(buf, [x - base + hdr for x in addr_l]))
-            except TargetMemoryError:
-                hexes.append(bytes(HEX_BYTES * len(rows)))
+            hexes.append(_hex_rows(heap, seg.end, addr_l, hdr))
             segs.append({"kind": "heap", "arena": a.addr, "arena_index": a.index,
                          "main": a.is_main, "info": seg.info, "start": seg.start,
                          "end": seg.end, "first": first, "count": len(rows)})

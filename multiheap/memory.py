@@ -1,8 +1,9 @@
 """Bulk, cached reads of target memory for one stop of the target.
 
-The engine asks for whole regions (a heap, an arena) and parses fields out of the
-buffers with precompiled ``struct.Struct`` objects; small reads outside any loaded
-block fetch one page-aligned block and keep it.
+The engine parses fields out of cached buffers with precompiled ``struct.Struct``
+objects.  Small reads outside any loaded block fetch one page; walks over heap memory
+read aligned windows (:meth:`Memory.window`).  The cache holds at most ``CACHE_BYTES``:
+the oldest blocks go first, so a huge heap never sits in memory whole.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from multiheap.errors import TargetMemoryError
 from multiheap.target import Region, Target, covered_until  # noqa: F401  (re-exported)
 
 _PAGE = 0x1000
+WINDOW = 4 << 20  # bytes per window read of heap memory (aligned)
+CACHE_BYTES = 64 << 20  # what the cache keeps at most
 
 
 class Memory:
@@ -30,6 +33,9 @@ class Memory:
         self._starts: list[int] = []
         self._blocks: list[tuple[int, int, bytes]] = []  # (start, end, data)
         self._last: Optional[tuple[int, int, bytes]] = None
+        self._age: list[tuple[int, int, bytes]] = []  # blocks, oldest first
+        self._old = 0  # blocks of _age already evicted
+        self._bytes = 0
 
     # loading -------------------------------------------------------------------
     def _insert(self, start: int, data: bytes) -> tuple[int, int, bytes]:
@@ -37,7 +43,24 @@ class Memory:
         i = bisect.bisect_left(self._starts, start)
         self._starts.insert(i, start)
         self._blocks.insert(i, block)
+        self._age.append(block)
+        self._bytes += len(data)
+        while self._bytes > CACHE_BYTES and len(self._age) - self._old > 1:
+            self._evict(self._age[self._old])
+            self._old += 1
+        if self._old > 4096:
+            del self._age[:self._old]
+            self._old = 0
         return block
+
+    def _evict(self, block: tuple[int, int, bytes]) -> None:
+        i = bisect.bisect_left(self._starts, block[0])
+        while self._blocks[i] is not block:
+            i += 1
+        del self._starts[i], self._blocks[i]
+        self._bytes -= block[1] - block[0]
+        if self._last is block:
+            self._last = None
 
     def _find(self, addr: int, size: int) -> Optional[tuple[int, int, bytes]]:
         last = self._last
@@ -55,7 +78,8 @@ class Memory:
         return None
 
     def load(self, start: int, end: int) -> tuple[bytes, int]:
-        """Read ``[start, end)`` in one request (cached); returns (buffer, base).
+        """Read ``[start, end)`` in one request; returns (buffer, base).  Cached when
+        it is at most a quarter of the cache (a walk's window of a huge heap is not).
 
         When the whole range cannot be read, the readable prefix is returned (page by
         page); the caller sees a shorter buffer and stops there.
@@ -63,15 +87,39 @@ class Memory:
         b = self._find(start, end - start)
         if b is not None:
             return b[2], b[0]
+        data = self.fetch(start, end)
+        if end - start <= CACHE_BYTES // 4:
+            self._last = self._insert(start, data)
+        return data, start
+
+    def fetch(self, start: int, end: int) -> bytes:
+        """``[start, end)`` read now, not cached: all of it, else its readable prefix
+        (raises TargetMemoryError when not even the first byte is readable)."""
         try:
             data = self.target.read(start, end - start)
         except TargetMemoryError:
             data = self._read_prefix(start, end)
         if not data:
             raise TargetMemoryError(start, end - start)
-        block = self._insert(start, data)
-        self._last = block
-        return data, start
+        return data
+
+    def window(self, addr: int, need: int, hi: int) -> Optional[tuple[int, int, bytes]]:
+        """The cached block holding ``need`` bytes at ``addr``: on a miss, the aligned
+        :data:`WINDOW` around it, cut at ``hi`` (the end of the heap it is in), is read
+        and kept.  None when ``addr`` is unreadable."""
+        b = self._find(addr, need)
+        if b is not None:
+            return b
+        lo = max(addr & ~(WINDOW - 1), min(addr, hi) & ~(_PAGE - 1))
+        end = max(min(lo + WINDOW, hi), addr + need)
+        try:
+            data = self.fetch(lo, end)
+        except TargetMemoryError:
+            return None
+        if lo + len(data) < addr + need:
+            return None
+        self._last = self._insert(lo, data)
+        return self._last
 
     def _read_prefix(self, start: int, end: int) -> bytes:
         parts = []

@@ -1,7 +1,9 @@
 """Walking chunks in address order: ptlist's walk, ptstats' census, mmapped chunks.
 
 A mixin of :class:`multiheap.heap.Heap`; every walk is bounded and records a
-:class:`~multiheap.heaptypes.Stop` where it cannot go on.
+:class:`~multiheap.heaptypes.Stop` where it cannot go on.  Heaps are streamed in
+windows of :data:`WINDOW` bytes: nothing per chunk is kept between walks but a
+checkpoint every :data:`EVERY` chunks, so memory stays flat whatever the heap's size.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import bisect
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from multiheap.errors import TargetMemoryError
@@ -20,98 +22,176 @@ from multiheap.heaptypes import IS_MMAPPED, PREV_INUSE, SIZE_BITS, Arena, HeapSe
 # mmapped): in use; in a bin (free), a fastbin, a tcache; marked free by the next
 # chunk's PREV_INUSE but in no list (orphan).
 STATES = ("inuse", "free", "fast", "tcache", "orphan")
+WINDOW = 8 << 20  # bytes of heap a walk reads at a time
+EVERY = 1024  # chunks between two checkpoints of a ChunkIndex
+
+
+@dataclass
+class Window:
+    """The chunks of one piece of a heap: their starts as word indexes into ``words``
+    (read from address ``base``), in order; each one's successor header is in
+    ``words`` too.  Top is never among them."""
+
+    base: int
+    words: Any
+    starts: array
+    marked: array  # the starts whose successor's PREV_INUSE is clear
+
+
+class _Gap:
+    """The words of one chunk larger than a window: its first window, and its
+    successor's header ``step`` words on (the bytes between are not read)."""
+
+    def __init__(self, head: Any, step: int, tail: Any) -> None:
+        self.head, self.step, self.tail = head, step, tail
+
+    def __getitem__(self, i: int) -> int:
+        if i < len(self.head):
+            return self.head[i]
+        return self.tail[i - self.step]
+
+    def __len__(self) -> int:
+        return self.step + len(self.tail)
 
 
 @dataclass
 class ChunkIndex:
-    """Every chunk start of one heap segment, as word indexes into ``words`` (the
-    segment's bytes as native words, from address ``base``), in address order."""
+    """What a whole walk of one heap segment found, without its chunks: how many,
+    the runs between fenceposts, top, where and why it stopped, and a checkpoint
+    (chunk address) every :data:`EVERY` chunks to find any chunk again quickly."""
 
     base: int
     sz: int
-    starts: array  # word index of each chunk, top last when reached
-    marked: array  # the chunks whose successor's PREV_INUSE is clear
-    runs: list[tuple[int, int]]  # [lo, hi) word spans between fenceposts (top excluded)
-    top_at: Optional[int]  # word index of top, if the walk reached it
-    stop: Optional[Stop]  # where and why the walk stopped early
-    before: Optional[int]  # the last good chunk before ``stop``
-    words: Any
+    chunks: int = 0
+    runs: list[tuple[int, int]] = field(default_factory=list)  # [lo, hi) addresses, top excluded
+    top: Optional[int] = None  # top's address, if the walk reached it
+    top_size: int = 0
+    stop: Optional[Stop] = None  # where and why the walk stopped early
+    before: Optional[int] = None  # the last good chunk before ``stop``
+    marks: array = field(default_factory=lambda: array("Q"))  # checkpoints, ascending
+    read: Any = None  # addr -> its size word (the heap's cached reader)
 
     def count(self) -> int:
         """Chunks, top excluded."""
-        return len(self.starts) - (1 if self.top_at is not None else 0)
-
-    def addr(self, i: int) -> int:
-        return self.base + self.starts[i] * self.sz
+        return self.chunks
 
     def holding(self, addr: int) -> Optional[int]:
         """The start of the chunk whose bytes include ``addr`` (top: its header and
         its span), or None (before the first chunk, in a fencepost, past the walk)."""
-        w = (addr - self.base) // self.sz
-        i = bisect.bisect_right(self.starts, w) - 1
+        sz = self.sz
+        if self.top is not None and self.top <= addr:
+            return self.top if addr < self.top + max(self.top_size, 2 * sz) else None
+        i = bisect.bisect_right(self.marks, addr) - 1
         if i < 0:
             return None
-        c = self.starts[i]
-        size = self.words[c + 1] & ~SIZE_BITS
-        return self.addr(i) if w < c + max(size // self.sz, 2) else None
+        c = self.marks[i]
+        r = bisect.bisect_right(self.runs, (c, 1 << 64)) - 1
+        if r < 0 or not self.runs[r][0] <= c < self.runs[r][1]:
+            return None
+        hi = self.runs[r][1]
+        while c < hi:
+            size = self.read(c) & ~SIZE_BITS
+            if size < 2 * sz:
+                return None
+            if addr < c + size:
+                return c
+            c += size
+        return None
 
 
 class ChunkWalks:
     """Heap methods that walk chunks by their size fields."""
 
-    # the chunk index: every chunk start of a segment, once per stop ---------------
+    # the chunk walk: windows of a segment ------------------------------------------
     def chunk_index(self, arena: Arena, seg: HeapSegment) -> ChunkIndex:
-        """Every chunk start of ``seg`` in address order, walked once per stop (cached).
+        """What a whole walk of ``seg`` finds (walked once per stop if no command has
+        walked it yet; cached)."""
+        found = self.__dict__.setdefault("_chunk_index", {}).get((arena.addr, seg.start))
+        if found is None:
+            for _win in self.chunk_windows(arena, seg):
+                pass
+            found = self.__dict__["_chunk_index"][(arena.addr, seg.start)]
+        return found
+
+    def chunk_windows(self, arena: Arena, seg: HeapSegment,
+                      start: Optional[int] = None,
+                      into: Optional[ChunkIndex] = None) -> Iterator[Window]:
+        """The chunks of ``seg`` in address order, a window at a time.
 
         The one chunk walk by size fields behind ptlist, ptstats' census, ptchunk -c,
         ptcheck and ptfind.  In the main heap a fencepost (glibc's, where a foreign
         ``sbrk`` took the memory after a region) ends a run and the walk goes on at
         malloc's next region, the first aligned place whose sizes lead exactly to top.
+        A walk that ends fills its :class:`ChunkIndex` (``into``), cached when it began
+        at the segment's start.
         """
-        cache = self.__dict__.setdefault("_chunk_index", {})
-        key = (arena.addr, seg.start)
-        found = cache.get(key)
-        if found is None:
-            found = cache[key] = self._build_index(arena, seg)
-        return found
+        ix = into if into is not None else ChunkIndex(seg.start, self.sz)
+        ix.read = self._size_word_reader(seg)
+        yield from self._scan(arena, seg, seg.start if start is None else start, ix)
+        if start is None:
+            self.__dict__.setdefault("_chunk_index", {}).setdefault((arena.addr, seg.start), ix)
 
-    def _build_index(self, arena: Arena, seg: HeapSegment) -> ChunkIndex:
+    def _size_word_reader(self, seg: HeapSegment):
+        mem, unpack, sz = self.mem, self._word.unpack_from, self.sz
+
+        def read(addr: int) -> int:
+            b = mem.window(addr + sz, sz, seg.end)
+            if b is None:
+                raise TargetMemoryError(addr + sz, sz)
+            return unpack(b[2], addr + sz - b[0])[0]
+
+        return read
+
+    def _words(self, buf: bytes) -> Any:
         sz = self.sz
         kind = "Q" if sz == 8 else "I"
-        try:
-            buf, base = self.mem.load(seg.start, seg.end)
-        except TargetMemoryError:
-            return ChunkIndex(seg.start, sz, array(kind), array(kind), [], None,
-                              Stop(seg.start, "heap memory is unreadable"), None, ())
-        if (seg.start - base) % sz:
-            return ChunkIndex(base, sz, array(kind), array(kind), [], None,
-                              Stop(seg.start, "heap not word-aligned in memory"), None, ())
+        n = len(buf) - len(buf) % sz
         if self.cfg.endian == sys.byteorder:
-            words: Any = memoryview(buf)[:len(buf) - len(buf) % sz].cast(kind)
-        else:
-            words = array(kind, buf[:len(buf) - len(buf) % sz])
-            words.byteswap()
-        nw = len(words)
+            return memoryview(buf)[:n].cast(kind)
+        words = array(kind, buf[:n])
+        words.byteswap()
+        return words
+
+    def _scan(self, arena: Arena, seg: HeapSegment, a: int,
+              ix: ChunkIndex) -> Iterator[Window]:
+        sz = self.sz
+        kind = "Q" if sz == 8 else "I"
         shift = 3 if sz == 8 else 2
         low = ~(SIZE_BITS >> shift)
         minw, bad = self.p.minsize >> shift, self.p.align_mask & ~SIZE_BITS
-        w = (seg.start - base) // sz
-        end_w = min((seg.end - base) // sz, nw)
-        top_w = (arena.top - base) // sz \
-            if seg.start <= arena.top < seg.end and not (arena.top - base) % sz else -1
-        starts, marks = array(kind), array(kind)
-        push, mark = starts.append, marks.append
-        runs: list[tuple[int, int]] = []
-        run_lo, first = w, 0
-        stop: Optional[Stop] = None
-        before: Optional[int] = None
-        top_at: Optional[int] = None
-        marked = array(kind)
+        if (a - seg.start) % sz:
+            ix.stop = Stop(a, "heap not word-aligned in memory")
+            return
+        top = arena.top if seg.start <= arena.top < seg.end \
+            and not (arena.top - seg.start) % sz and arena.top + 2 * sz <= seg.end \
+            and arena.top >= a else None
+        run_lo = a
+        last: Optional[int] = None  # the last chunk of this run so far
+        marks_out = ix.marks
         while True:
-            if w <= top_w and top_w + 2 <= end_w:
-                limit = reach = top_w
+            try:
+                buf = self.mem.fetch(a, min(a + WINDOW, seg.end)) if a < seg.end else b""
+            except TargetMemoryError:
+                buf = b""
+            words = self._words(buf)
+            nw = len(words)
+            if nw < 2:  # the end of the segment, or its memory is unreadable
+                ix.runs.append((run_lo, a))
+                if a < seg.end and top is not None and a < top:
+                    ix.stop = Stop(a, "chunk header is unreadable" if a > seg.start
+                                   else "heap memory is unreadable")
+                return
+            t = (top - a) // sz if top is not None else -1
+            if t >= 0:
+                limit, reach = min(t, nw - 1), min(t, nw - 2)
+                true_reach = t
             else:
-                limit, reach = end_w - 1, end_w
+                e = (seg.end - a) // sz
+                limit, reach = min(e - 1, nw - 1), min(e, nw - 2)
+                true_reach = e
+            starts, marks = array(kind), array("q")  # -1: the window's first chunk
+            push, mark = starts.append, marks.append
+            w = 0
             # the hot loop: one index, a shift, three compares per chunk; a chunk whose
             # successor's PREV_INUSE is clear is noted by its place in ``starts``
             while w < limit:
@@ -123,80 +203,116 @@ class ChunkWalks:
                     mark(len(starts) - 1)
                 push(w)
                 w += step
-            marked.extend([starts[k] for k in marks if k >= first])
-            del marks[:]
-            runs.append((run_lo, w))
-            if w + 2 > end_w:
-                if base + w * sz < seg.end and w < top_w:
-                    stop = Stop(base + w * sz, "chunk header is unreadable")
-                break
-            sf = words[w + 1]
-            prev = starts[-1] if len(starts) > first else -1
-            if not sf & PREV_INUSE and prev >= 0:
-                marked.append(prev)  # before top, or a fencepost after a freed old top
-            if w == top_w:
-                push(w)
-                top_at = w
-                size = sf & ~SIZE_BITS
-                if base + w * sz + size != seg.end:
-                    stop = Stop(base + w * sz, f"top size {size:#x} does not end at the "
-                                               f"heap end {seg.end:#x}")
-                break
+            marked = array(kind, [starts[k] for k in marks if k >= 0])
+            sf = words[w + 1] if w + 1 < nw else PREV_INUSE
+            if not sf & PREV_INUSE and starts:
+                marked.append(starts[-1])
+            step = (sf >> shift) & low
             size = sf & ~SIZE_BITS
-            if size in (0, 2 * sz):  # a fencepost: the end of a region
-                nxt = self._after_fencepost(arena, words, w, top_w)
-                if nxt is None:
-                    break  # the end of a heap (or of the main heap's last region)
-                w = run_lo = nxt
-                first = len(starts)
+            if starts:
+                marks_out.extend([a + x * sz for x in starts[::EVERY]])
+                last = a + starts[-1] * sz
+            ix.chunks += len(starts)
+            if w == t:  # top
+                yield Window(a, words, starts, marked)
+                ix.runs.append((run_lo, top))
+                ix.top, ix.top_size = top, size
+                if top + size != seg.end:
+                    ix.stop = Stop(top, f"top size {size:#x} does not end at the heap end "
+                                        f"{seg.end:#x}")
+                return
+            if w + 1 >= nw or (step >= minw and not sf & bad and w + step <= true_reach
+                               and w + 2 <= nw):
+                if w == 0 and w + 1 < nw:  # one chunk larger than the window
+                    yield self._big_chunk(a, words, step, seg, ix)
+                    last = a
+                    a += step * sz
+                    continue
+                if w == 0:  # the header is cut (a short read)
+                    ix.runs.append((run_lo, a))
+                    ix.stop = Stop(a, "chunk header is unreadable")
+                    return
+                yield Window(a, words, starts, marked)  # the window is used up
+                a += w * sz
                 continue
-            before = base + prev * sz if prev >= 0 else None
-            if (sf >> shift) & low < minw or sf & bad:
-                stop = Stop(base + w * sz, f"impossible chunk size {sf:#x}")
-            elif w + ((sf >> shift) & low) > top_w >= 0 and w < top_w:
-                stop = Stop(base + w * sz, f"size {size:#x} runs into the top chunk "
-                                           f"{base + top_w * sz:#x}")
+            yield Window(a, words, starts, marked)
+            ix.runs.append((run_lo, a + w * sz))
+            here = a + w * sz
+            if size in (0, 2 * sz):  # a fencepost: the end of a region
+                nxt = self._after_fencepost(arena, seg, here)
+                if nxt is None:
+                    return  # the end of a heap (or of the main heap's last region)
+                a = run_lo = nxt
+                last = None
+                continue
+            ix.before = last
+            if step < minw or sf & bad:
+                ix.stop = Stop(here, f"impossible chunk size {sf:#x}")
+            elif top is not None and here + step * sz > top and here < top:
+                ix.stop = Stop(here, f"size {size:#x} runs into the top chunk {top:#x}")
             else:
-                stop = Stop(base + w * sz, f"size {size:#x} runs past the heap end "
-                                           f"{seg.end:#x}")
-            break
-        return ChunkIndex(base, sz, starts, marked, runs, top_at, stop, before, words)
+                ix.stop = Stop(here, f"size {size:#x} runs past the heap end {seg.end:#x}")
+            return
 
-    def _after_fencepost(self, arena: Arena, words: Any, w: int,
-                         top_w: int) -> Optional[int]:
+    def _big_chunk(self, a: int, words: Any, step: int, seg: HeapSegment,
+                   ix: ChunkIndex) -> Window:
+        """The window of one chunk larger than a window: its successor's header is
+        read alone (nothing between)."""
+        sz = self.sz
+        nxt = a + step * sz
+        try:
+            tail = self._words(self.mem.fetch(nxt, min(nxt + 2 * sz, seg.end))) \
+                if nxt < seg.end else self._words(b"")
+        except TargetMemoryError:
+            tail = self._words(b"")
+        kind = "Q" if sz == 8 else "I"
+        marked = array(kind, [0] if len(tail) > 1 and not tail[1] & PREV_INUSE else [])
+        ix.chunks += 1
+        ix.marks.append(a)
+        return Window(a, _Gap(words, step, tail), array(kind, [0]), marked)
+
+    def _after_fencepost(self, arena: Arena, seg: HeapSegment,
+                         fence: int) -> Optional[int]:
         """At glibc's fencepost (a foreign ``sbrk`` took the memory after a main-heap
-        region), the word index where malloc's next region starts: the first aligned
-        place after it whose chunk sizes lead exactly to top.  None if there is none."""
-        if not arena.is_main or top_w < 0 or w >= top_w:
+        region), where malloc's next region starts: the first aligned place after it
+        whose chunk sizes lead exactly to top.  None if there is none."""
+        top = arena.top
+        if not arena.is_main or not seg.start <= top < seg.end or fence >= top:
             return None
         sz, minsize, mask = self.sz, self.p.minsize, self.p.align_mask
-        shift = 3 if sz == 8 else 2
-        align_w = self.p.malloc_alignment // sz
+        read = self._size_word_reader(seg)
         reach: dict[int, bool] = {}
-        c = w + 2
-        while c < top_w:
-            if (c + 2) % align_w == 0 and words[c + 1] & PREV_INUSE:
+        c = fence + 2 * sz
+        while c < top:
+            try:
+                prev_inuse = read(c) & PREV_INUSE
+            except TargetMemoryError:
+                return None
+            if not (c + 2 * sz) & mask and prev_inuse:
                 path = []
                 x, ok = c, False
                 while True:
-                    if x == top_w:
+                    if x == top:
                         ok = True
                         break
                     if x in reach:
                         ok = reach[x]
                         break
-                    if x > top_w:
+                    if x > top:
                         break
-                    size = words[x + 1] & ~SIZE_BITS
+                    try:
+                        size = read(x) & ~SIZE_BITS
+                    except TargetMemoryError:
+                        break
                     if size < minsize or size & mask:
                         break
                     path.append(x)
-                    x += size >> shift
+                    x += size
                 for y in path:
                     reach[y] = ok
                 if ok:
                     return c
-            c += 1
+            c += sz
         return None
 
     def next_run(self, addr: int) -> Optional[int]:
@@ -206,10 +322,9 @@ class ChunkWalks:
         if found is None:
             return None
         ix = self.chunk_index(*found)
-        w = (addr - ix.base) // self.sz
         for (_lo, hi), (nlo, _nhi) in zip(ix.runs, ix.runs[1:]):
-            if hi == w:
-                return ix.base + nlo * self.sz
+            if hi == addr:
+                return nlo
         return None
 
     # walking chunks ------------------------------------------------------------
@@ -218,40 +333,45 @@ class ChunkWalks:
              flag_names: Optional[Sequence[Any]] = None) -> Iterator[tuple[int, int, Any, str]]:
         """Yield (addr, size, flags, state) for each chunk of a segment, in order.
 
-        The chunks are those of :meth:`chunk_index` (past fenceposts, up to top or to
+        The chunks are those of :meth:`chunk_windows` (past fenceposts, up to top or to
         where a size is impossible, recorded in ``stops``).  ``limit`` caps the number
         of chunks; ``flag_names`` maps the 3 flag bits to what the caller shows instead
         of the number.  A chunk's state comes from the free lists (``free`` means in a
         bin), else from its successor's PREV_INUSE bit: ``inuse``, or ``orphan`` (marked
         free, in no list; ``free`` without ``classify``).
         """
-        special = self.free_index() if classify else {}
+        special = self.free_index() if classify else None
         unlisted = "orphan" if classify else "free"
-        ix = self.chunk_index(arena, seg)
-        words, base, sz, starts = ix.words, ix.base, self.sz, ix.starts
-        nwords = len(words)
-        n = len(starts) if ix.top_at is None else len(starts) - 1
-        if limit is not None:
-            n = min(n, max(limit, 0))
+        sz = self.sz
         fl = flag_names if flag_names is not None else range(8)
-        get = special.get
+        left = -1 if limit is None else max(limit, 0)
+        if not left:
+            return
+        ix = ChunkIndex(seg.start, sz)
+        wins = self.chunk_windows(arena, seg, into=ix)
         batch = 65536
-        for lo in range(0, n, batch):
-            part = starts[lo:min(n, lo + batch)]
-            out = []
-            for w in part:
-                sf = words[w + 1]
-                size = sf & ~SIZE_BITS
-                a = base + w * sz
-                nx = w + (size // sz) + 1
-                ns = words[nx] if nx < nwords else PREV_INUSE
-                out.append((a, size, fl[sf & SIZE_BITS],
-                            get(a) or ("inuse" if ns & PREV_INUSE else unlisted)))
-            yield from out
-        if ix.top_at is not None and (limit is None or limit > n):
-            sf = words[ix.top_at + 1]
-            yield base + ix.top_at * sz, sf & ~SIZE_BITS, fl[sf & SIZE_BITS], "top"
-        if ix.stop is not None and (limit is None or limit > n):
+        for win in wins:
+            words, base, starts = win.words, win.base, win.starts
+            if left > 0:
+                starts = starts[:left]
+                left -= len(starts)
+            hi = base + (starts[-1] + 1) * sz if starts else base
+            get = special.between(base, hi).get if special is not None else {}.get
+            orphans = {base + w * sz for w in win.marked}
+            for lo in range(0, len(starts), batch):
+                out = []
+                for w in starts[lo:lo + batch]:
+                    sf = words[w + 1]
+                    a = base + w * sz
+                    out.append((a, sf & ~SIZE_BITS, fl[sf & SIZE_BITS],
+                                get(a) or (unlisted if a in orphans else "inuse")))
+                yield from out
+            if not left:
+                wins.close()
+                return
+        if ix.top is not None:
+            yield ix.top, ix.top_size, fl[ix.read(ix.top) & SIZE_BITS], "top"
+        if ix.stop is not None:
             stops.append(ix.stop)
 
     def census(self, arena: Arena, stops: list[Stop]) -> dict[str, list[int]]:
@@ -265,52 +385,37 @@ class ChunkWalks:
         """
         out = {k: [0, 0] for k in STATES if k != "inuse"}
         index = self.free_index()
-        lists = [("free", fl) for fl in self.bins(arena)] + \
-            [("fast", fl) for fl in self.fastbins(arena)] + \
-            [("tcache", fl) for tc in self.tcaches() for fl in tc.bins]
-        lists = [(st, fl) for st, fl in lists if fl.chunks]
-        once = sum(len(fl.chunks) for _st, fl in lists) == len(index)  # no chunk twice
         sz = self.sz
+        shift, low = sz.bit_length() - 1, sz - 1
         n_all = b_all = 0
         for seg in arena.heaps:
-            ix = self.chunk_index(arena, seg)
+            ix = ChunkIndex(seg.start, sz)
+            for win in self.chunk_windows(arena, seg, into=ix):  # cached at its end
+                words, base, starts = win.words, win.base, win.starts
+                if not starts:
+                    continue
+                listed = index.between(base, base + (starts[-1] + 1) * sz)
+                if listed:
+                    mark = bytearray(starts[-1] + 1)  # 1 at each chunk start
+                    for w in starts:
+                        mark[w] = 1
+                    nm = len(mark)
+                    # a listed address that is no chunk start lies inside another chunk,
+                    # which keeps its state
+                    for a, st in listed.items():
+                        w = (a - base) >> shift
+                        if not (a - base) & low and w < nm and mark[w]:
+                            v = out[st]
+                            v[0] += 1
+                            v[1] += words[w + 1] & ~SIZE_BITS
+                # a marked chunk is a chunk start: it is an orphan unless a list holds it
+                orphans = [w for w in win.marked if base + w * sz not in listed]
+                out["orphan"][0] += len(orphans)
+                out["orphan"][1] += sum([words[w + 1] & ~SIZE_BITS for w in orphans])
             if ix.stop is not None:
                 stops.append(ix.stop)
-            words, base = ix.words, ix.base
-            n = ix.count()
-            n_all += n
-            b_all += sum(hi - lo for lo, hi in ix.runs) * sz
-            if not n:
-                continue
-            shift, low = sz.bit_length() - 1, sz - 1
-            if once:
-                groups = [(st, fl.chunks, fl.sizes) for st, fl in lists]
-            else:  # a chunk in two lists has the one state free_index gives it
-                by: dict[str, list[int]] = {}
-                for a, st in index.items():
-                    by.setdefault(st, []).append(a)
-                groups = [(st, chunks, None) for st, chunks in by.items()]
-            mark = bytearray(len(words) + 1)  # 1 at each chunk start (top: 0)
-            if groups:
-                for w in ix.starts:
-                    mark[w] = 1
-                if ix.top_at is not None:
-                    mark[ix.top_at] = 0
-            nm = len(mark)
-            for st, chunks, sizes in groups:
-                # a listed address that is no chunk start (before, after or between the
-                # starts, or misaligned) lies inside another chunk, which keeps its state
-                real = [w for a in chunks if not (a - base) & low
-                        and 0 <= (w := (a - base) >> shift) < nm and mark[w]]
-                out[st][0] += len(real)
-                if sizes is not None and len(real) == len(chunks):
-                    out[st][1] += sum(sizes)
-                else:
-                    out[st][1] += sum([words[w + 1] & ~SIZE_BITS for w in real])
-            # a marked chunk is a chunk start: it is an orphan unless a list holds it
-            orphans = [w for w in ix.marked if base + w * sz not in index]
-            out["orphan"][0] += len(orphans)
-            out["orphan"][1] += sum([words[w + 1] & ~SIZE_BITS for w in orphans])
+            n_all += ix.count()
+            b_all += sum(hi - lo for lo, hi in ix.runs)
         result = {"inuse": [n_all - sum(v[0] for v in out.values()),
                             b_all - sum(v[1] for v in out.values())]}
         result.update(out)

@@ -41,10 +41,10 @@ def _check_lists(heap: Heap, img) -> None:
     assert [a.addr for a in arenas] == [img.main_arena, img.arena2]
     assert not any(a.stops for a in arenas)
     main = arenas[0]
-    bins = {fl.index: fl.chunks for fl in heap.bins(main) if fl.chunks}
+    bins = {fl.index: list(fl.chunks) for fl in heap.bins(main) if fl.chunks}
     assert bins == exp.bins
     assert all(fl.stop is None for fl in heap.bins(main))
-    fast = {fl.index: fl.chunks for fl in heap.fastbins(main) if fl.chunks}
+    fast = {fl.index: list(fl.chunks) for fl in heap.fastbins(main) if fl.chunks}
     assert fast == exp.fast
     assert all(fl.stop is None for fl in heap.fastbins(main))
     tcaches = heap.tcaches()
@@ -277,5 +277,5 @@ def test_cycle_after_a_tail_stops_at_the_first_repeated_chunk():
     target = img.patched(c1 + 16, fd.to_bytes(8, "little"))
     heap = Session(target).heap()
     fl = heap.fastbins(heap.arenas()[0])[1]
-    assert fl.chunks == [c0, c1] and fl.sizes == [0x30, 0x30]
+    assert list(fl.chunks) == [c0, c1] and list(fl.sizes) == [0x30, 0x30]
     assert fl.stop is not None and fl.stop.addr == c1 and "cycle" in fl.stop.reason

@@ -8,6 +8,7 @@ notice.  No rule here flags a heap glibc itself could have produced.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -55,7 +56,7 @@ class Checker:
         self.p = heap.p
         self.found: list[Finding] = []
         self.segs: list[_Seg] = []
-        self.marked_free: set[int] = set()  # chunks whose successor's PREV_INUSE is clear
+        self.marked_free = array("Q")  # chunks whose successor's PREV_INUSE is clear
         self.where: dict[int, str] = {}  # free-list chunk -> the list holding it
         self.no_a: list[int] = []  # non-main arena chunks without NON_MAIN_ARENA
 
@@ -145,43 +146,42 @@ class Checker:
 
     def walk_segment(self, a: Arena, seg) -> None:
         """Check each chunk header of one heap, over the engine's one chunk walk
-        (:meth:`~multiheap.walks.ChunkWalks.chunk_index`, past fenceposts)."""
+        (:meth:`~multiheap.walks.ChunkWalks.chunk_windows`, past fenceposts)."""
         h, sz = self.h, self.sz
-        ix = h.chunk_index(a, seg)
+        want_a = 0 if a.is_main else NON_MAIN_ARENA
+        marked = self.marked_free
+        flags = IS_MMAPPED | NON_MAIN_ARENA
+        ix = ChunkIndex(seg.start, sz)
+        for win in h.chunk_windows(a, seg, into=ix):  # streamed: a window at a time
+            words, base = win.words, win.base
+            for pw in win.marked:
+                marked.append(base + pw * sz)
+                size = words[pw + 1] & ~SIZE_BITS
+                nw = pw + size // sz
+                if nw + 1 < len(words) and words[nw] != size:
+                    self._prev_size(base + nw * sz, base + pw * sz, words[nw], size)
+            for w in win.starts:
+                if words[w + 1] & flags != want_a:
+                    self._flags(a, base + w * sz, words[w + 1])
         st = ix.stop
         if st is not None and st.reason.startswith("heap "):
             self.add("unreadable", WARNING, seg.start, [a.addr], st.reason)
             return
-        words, base, starts = ix.words, ix.base, ix.starts
-        want_a = 0 if a.is_main else NON_MAIN_ARENA
-        n = ix.count()
-        marked = self.marked_free
-        for pw in ix.marked:
-            marked.add(base + pw * sz)
-            size = words[pw + 1] & ~SIZE_BITS
-            nw = pw + size // sz
-            if nw + 1 < len(words) and words[nw] != size:
-                self._prev_size(base + nw * sz, base + pw * sz, words[nw], size)
-        flags = IS_MMAPPED | NON_MAIN_ARENA
-        for i in range(n):
-            w = starts[i]
-            if words[w + 1] & flags != want_a:
-                self._flags(a, base + w * sz, words[w + 1])
         if st is not None and not st.reason.startswith("top size"):
             prev = ix.before
             self.add("bad-size", ERROR, st.addr, [prev] if prev is not None else [],
                      f"{st.reason} at {st.addr:#x}: the chunk walk stops here"
                      + (f" (the chunk before it, {prev:#x}, says size "
-                        f"{words[(prev - base) // sz + 1] & ~SIZE_BITS:#x})"
+                        f"{ix.read(prev) & ~SIZE_BITS:#x})"
                         if prev is not None else ""))
-        elif a.is_main and ix.top_at is None and a.top and seg.start <= a.top < seg.end:
-            hi = base + ix.runs[-1][1] * sz if ix.runs else seg.start
+        elif a.is_main and ix.top is None and a.top and seg.start <= a.top < seg.end:
+            hi = ix.runs[-1][1] if ix.runs else seg.start
             self.add("walk-stop", ERROR, hi, [a.top],
                      f"the chunk walk of arena {a.addr:#x} stops at {hi:#x} before its top "
                      f"chunk {a.top:#x}")
         for lo, hi in ix.runs:
-            end = seg.end if ix.top_at == hi else base + hi * sz  # top belongs to its run
-            self.segs.append(_Seg(a, base + lo * sz, end, ix))
+            end = seg.end if ix.top == hi else hi  # top belongs to its run
+            self.segs.append(_Seg(a, lo, end, ix))
 
     def _prev_size(self, addr: int, prev: int, stored: int, real: int) -> None:
         self.add("prev-size", ERROR, addr, [prev],

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
+import bisect
 from dataclasses import dataclass
 from typing import Optional
 
-from multiheap.errors import TargetMemoryError
 from multiheap.heaptypes import SIZE_BITS
+from multiheap.walks import ChunkIndex
 
 
 @dataclass
@@ -59,7 +59,7 @@ def _anchors(heap, arena) -> list[int]:
 def _from_anchor(heap, arena, seg, addr: int) -> Optional[int]:
     """The chunk holding ``addr`` by a walk from the nearest anchor at or below it,
     if the chunk index is not built yet and that walk reaches top exactly (else None:
-    the caller uses the index)."""
+    the caller uses the index).  The walk streams the heap from the anchor on."""
     if (arena.addr, seg.start) in heap.__dict__.get("_chunk_index", {}):
         return None
     if not seg.start <= arena.top < seg.end or addr > arena.top:
@@ -68,31 +68,19 @@ def _from_anchor(heap, arena, seg, addr: int) -> Optional[int]:
              if seg.start <= x <= addr and not (x + 2 * heap.sz) & heap.p.align_mask]
     if not below:
         return None
-    start = max(below)
-    try:
-        buf, base = heap.mem.load(seg.start, seg.end)
-    except TargetMemoryError:
-        return None
     sz = heap.sz
-    if (start - base) % sz or heap.cfg.endian != sys.byteorder:
-        return None
-    shift = 3 if sz == 8 else 2
-    words = memoryview(buf)[:len(buf) - len(buf) % sz].cast("Q" if sz == 8 else "I")
-    w, top = (start - base) // sz, (arena.top - base) // sz
-    want = (addr - base) // sz
-    minw, low, bad = heap.p.minsize >> shift, ~(SIZE_BITS >> shift), \
-        heap.p.align_mask & ~SIZE_BITS
+    ix = ChunkIndex(seg.start, sz)
     hit = None
-    while w < top:  # on to top: an anchor inside a chunk would not land on it
-        sf = words[w + 1]
-        step = (sf >> shift) & low
-        if step < minw or sf & bad:
-            return None
-        if w <= want < w + step:
-            hit = w
-        w += step
-    if w != top:
+    for win in heap.chunk_windows(arena, seg, start=max(below), into=ix):
+        starts = win.starts
+        want = (addr - win.base) // sz
+        if hit is None and starts and starts[0] <= want:
+            i = bisect.bisect_right(starts, want) - 1
+            w = starts[i]
+            if want < w + (win.words[w + 1] & ~SIZE_BITS) // sz:
+                hit = win.base + w * sz
+    if ix.stop is not None or ix.top != arena.top or len(ix.runs) != 1:
         return None
-    if hit is None and want < top + 2:
-        hit = top
-    return base + hit * sz if hit is not None else None
+    if hit is None and addr < arena.top + 2 * sz:
+        hit = arena.top
+    return hit
