@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from harness import BUILD_DIR, PLUGIN_GDB, VENV, gdb_env, require, waiting_program
+from harness import BUILD_DIR, PLUGIN_GDB, VENV, build, gdb_env, require, waiting_program
 
 CLI = str(VENV / "bin" / "multiheap")
 ESC = re.compile(r"\x1b\[[0-9;]+m")  # real colour: digits (gdb's own bare ESC[m is not)
@@ -282,3 +282,24 @@ def test_lldb_completes_command_names(program, tmp_path):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert sorted(got["ptch"]) == ["ptcheck", "ptchunk"], got
     assert got["ptv"] == ["ptvis"] and got["pthe"] == ["pthelp"], got
+
+
+def test_text_for_a_new_user(program, tmp_path):
+    """Text polish as a new user meets it: 80 columns, one tag per line, mallinfo2 worded
+    for a core, hex for a damaged mp_ count, and a word before the first malloc."""
+    exe, _pid, core, t = program
+    keep = t["keep"][0]
+    stats, arenas, _add, tags = gdb_plugin([str(exe), str(core)], [
+        "ptstats", "ptarena -l", f"ptmeta add {keep:#x} victim", "ptmeta list"])
+    for text in (stats, arenas):
+        assert max(len(ln) for ln in text.splitlines()) <= 80, text
+    assert "as glibc's mallinfo2() would have reported" in stats and "target's" not in stats
+    assert tags.splitlines() == ["1 tag", f"  {keep:#x}: victim"], tags
+    damaged = build("mp_corrupt")
+    param, = gdb_plugin(["-ex", "break checkpoint", "-ex", f"run stop {tmp_path / 'm.json'}",
+                         str(damaged)], ["ptparam"])
+    assert "tcache_bins: 0x7fffffff0000" in param, param
+    lazy = build("lazy")
+    before, = gdb_plugin(["-ex", "break checkpoint", "-ex", f"run early {tmp_path / 'l.json'}",
+                          str(lazy)], ["ptlist"])
+    assert "not initialised" in before and "count" not in before, before
