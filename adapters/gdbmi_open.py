@@ -6,12 +6,19 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 from typing import Optional, Sequence
 
 from multiheap.adapters.gdbmi import GdbMiTarget
 from multiheap.adapters.gdbmi_process import TIMEOUT, GdbMiError, MiProcess, mi_quote
 from multiheap.progio import dup_stdio
-from multiheap.startup import BadInputError, StartRequest, ptrace_hint, validate
+from multiheap.startup import (
+    BadInputError,
+    StartRequest,
+    foreign_machine,
+    ptrace_hint,
+    validate,
+)
 
 
 def _first_line(e: Exception) -> str:
@@ -31,6 +38,8 @@ def open_target(request: Optional[StartRequest] = None, gdb: str = "gdb",
     exe, run_args = (req.argv[0], list(req.argv[1:])) if req.argv else (req.exe, [])
     run = req.run if req.argv else None
 
+    if gdb == "gdb" and exe and foreign_machine(exe) and shutil.which("gdb-multiarch"):
+        gdb = "gdb-multiarch"  # Debian's gdb reads no other machine's registers
     stdio = dup_stdio() if run is not None else ()
     try:
         mi = MiProcess(gdb, pass_fds=stdio)
@@ -42,6 +51,8 @@ def open_target(request: Optional[StartRequest] = None, gdb: str = "gdb",
         mi.request("-gdb-set mi-async on")
         if debug_dirs:
             _add_debug_dirs(mi, debug_dirs)
+        if req.sysroot:
+            mi.console(f"set sysroot {req.sysroot}")  # (-gdb-set would keep the quotes)
         if core is not None:
             assert exe is not None
             _load(mi, exe)

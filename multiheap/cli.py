@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug-dir", dest="debug_dirs", action="append", default=[],
                    metavar="DIR", help="also look for separate debug files (.build-id/...) "
                    "here, e.g. another glibc's usr/lib/debug or its sysroot (repeatable)")
+    p.add_argument("--sysroot", metavar="DIR", help="the target's libraries are under "
+                   "DIR (gdb's set sysroot), e.g. /usr/aarch64-linux-gnu for a core of "
+                   "qemu-aarch64 -L /usr/aarch64-linux-gnu")
     p.add_argument("command", nargs="?", metavar="COMMAND", help="a multiheap command")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="its arguments")
     return p
@@ -164,7 +167,14 @@ def _open(args: argparse.Namespace):
 
     info = _backend(args.backend)
     request = validate(core=args.core, exe=args.exe, pid=args.pid, run=args.run,
-                       brk=args.brk, debug_dirs=args.debug_dirs)
+                       brk=args.brk, debug_dirs=args.debug_dirs, sysroot=args.sysroot)
+    if request.sysroot:  # for the engine's own reads of the target's files
+        os.environ["MULTIHEAP_SYSROOT"] = request.sysroot
+        debug = os.path.join(request.sysroot, "usr", "lib", "debug")
+        if os.path.isdir(debug):  # where gdb looks too (its debug-file-directory there)
+            from multiheap.startup import export_debug_dirs
+
+            export_debug_dirs([debug])
     return info.open(request=request)
 
 

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional
 
+from multiheap import arch
 from multiheap.elffile import file_build_id, loaded_build_id
 from multiheap.errors import MultiheapError
 from multiheap.glibc import find_libc
@@ -102,14 +103,20 @@ def build_id(target: Target, module: Module) -> Optional[str]:
 
 
 def module_base(target: Target, module: Module) -> Optional[int]:
-    """Load address of a module: the host's, else its lowest mapping by file name."""
+    """Load address of a module: the host's, else its lowest mapping by file name, else
+    ld.so's link_map (a host without a memory map: qemu's stub)."""
     if module.base:
         return module.base
     try:
         regions = target.regions()
     except MultiheapError:
         return None
-    return lowest_mapping(regions, module.path)
+    found = lowest_mapping(regions, module.path)
+    if found is None:
+        from multiheap.discovery.loaded import link_map_base  # discovery imports us
+
+        found = link_map_base(target, module.path)
+    return found
 
 
 # -- the debug file's symbols ----------------------------------------------------------
@@ -228,6 +235,8 @@ def tls_address(target: Target, name: str, thread: Thread, tp: Optional[int],
     another module's: a program with its own ``__thread`` variables (perl) has one.
     When several remain, ``check(slot)`` picks the plausible ones, a slot holding a
     pointer before one holding 0 (a 0 is plausible anywhere).
+    On arm and aarch64 (TLS variant I) the DTV is the thread pointer's first word and
+    the blocks lie above the pointer, side by side upwards.
     """
     lib = libc_debug(target)
     if lib is None:
@@ -243,20 +252,23 @@ def tls_address(target: Target, name: str, thread: Thread, tp: Optional[int],
     def ptr(addr: int) -> int:
         return int.from_bytes(target.read(addr, ps), order)
 
+    above = arch.tls_variant(target.arch) == 1  # arm: tcbhead_t {dtv, ...} at tp
     try:
-        dtv = ptr(tp + ps)
+        dtv = ptr(tp if above else tp + ps)
         count = ptr(dtv - 2 * ps)  # dtv[-1].counter: slots allocated
         blocks = []
         for modid in range(1, min(count, 64) + 1):
             block = ptr(dtv + 2 * ps * modid)
-            if block in (0, (1 << 8 * ps) - 1) or not 0 < tp - block <= 1 << 20:
+            if block in (0, (1 << 8 * ps) - 1) or \
+                    not 0 < (block - tp if above else tp - block) <= 1 << 20:
                 continue
             blocks.append(block)
     except (MultiheapError, OverflowError):
         return None
     need = max(lib.file.tls_size or 0, off + ps)
+    end = tp + (1 << 20) if above else tp  # variant I's last block has no bound above
     cands = [b + off for b in blocks
-             if min([x for x in blocks if x > b] + [tp]) - b >= need]
+             if min([x for x in blocks if x > b] + [end]) - b >= need]
     if len(cands) > 1 and check is not None:
         ranked = []
         for c in cands:

@@ -37,6 +37,7 @@ class StartRequest:
     brk: Optional[str] = None           # --break (with --run only)
     debug_dirs: tuple[str, ...] = ()    # directories holding .build-id
     core_info: Optional[CoreInfo] = None
+    sysroot: Optional[str] = None       # the target's libraries under DIR (another machine's)
 
     @property
     def kind(self) -> str:
@@ -52,7 +53,8 @@ class StartRequest:
 def validate(core: Optional[str] = None, exe: Optional[str] = None,
              pid: Optional[int] = None, run: Optional[str] = None,
              brk: Optional[str] = None, debug_dirs: Sequence[str] = (),
-             request: Optional[StartRequest] = None, **_options) -> StartRequest:
+             request: Optional[StartRequest] = None, sysroot: Optional[str] = None,
+             **_options) -> StartRequest:
     """Check the options once; raise BadInputError (one line) when unusable.
     An already checked ``request`` is returned as it is."""
     if request is not None:
@@ -64,6 +66,9 @@ def validate(core: Optional[str] = None, exe: Optional[str] = None,
     if brk is not None and run is None:
         raise BadInputError("--break goes with --run")
     dirs = tuple(resolve_debug_dir(d) for d in debug_dirs)
+    if sysroot is not None and not os.path.isdir(sysroot):
+        raise BadInputError(f"--sysroot {sysroot}: not a directory")
+    root = os.path.abspath(sysroot) if sysroot else None
     if core is not None:
         info = core_info(core)
         if exe is None:
@@ -74,12 +79,13 @@ def validate(core: Optional[str] = None, exe: Optional[str] = None,
         check_core_matches(info, exe)
         _check_machine(info, exe)
         return StartRequest(core=os.path.abspath(core), exe=os.path.abspath(exe),
-                            debug_dirs=dirs, core_info=info)
+                            debug_dirs=dirs, core_info=info, sysroot=root)
     if pid is not None:
         check_pid(int(pid))
-        return StartRequest(pid=int(pid), debug_dirs=dirs)
+        return StartRequest(pid=int(pid), debug_dirs=dirs, sysroot=root)
     assert run is not None
-    return StartRequest(argv=tuple(program_argv(run)), brk=brk, debug_dirs=dirs)
+    return StartRequest(argv=tuple(program_argv(run)), brk=brk, debug_dirs=dirs,
+                        sysroot=root)
 
 
 def core_info(path: str) -> CoreInfo:
@@ -102,6 +108,16 @@ def _machine(path: str) -> Optional[int]:
     if len(head) < 20 or head[:4] != b"\x7fELF":
         return None
     return int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+
+
+def foreign_machine(path: str) -> bool:
+    """Is ``path`` an ELF file of another machine than this one (an aarch64 program on
+    x86_64: gdb-multiarch reads it, Debian's gdb does not)?"""
+    import platform
+
+    m = _machine(path)
+    here = {"x86_64": 62, "i686": 3, "aarch64": 183}.get(platform.machine())
+    return m is not None and here is not None and m != here and {m, here} != {3, 62}
 
 
 def _check_machine(info: CoreInfo, exe: str) -> None:

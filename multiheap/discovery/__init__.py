@@ -38,6 +38,7 @@ def discover(target: Target, overrides: Optional[Overrides] = None) -> Config:
     """Every fact about the target's malloc, with how each was found (raises
     NotFoundError, one line, when main_arena or mp_ cannot be found at all)."""
     ov = overrides or Overrides()
+    target = loaded.with_modules(target)  # a core without file notes: ld.so's list
     version, vfact = routes.version(target, ov)
     ptr_size, endian = target.pointer_size, target.endianness
     p = Params(version, ptr_size)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from multiheap import debugfile, glibc
+from multiheap import arch, debugfile, glibc
 from multiheap.errors import MultiheapError
 from multiheap.target import Target
 
@@ -143,4 +143,6 @@ def static_tls_offset(target: Target, name: str) -> Optional[int]:
     block = libc_tls_offset(target)
     if block is None or block <= 0:
         return None
+    if arch.tls_variant(target.arch) == 1:  # arm, aarch64: the block is at tp + offset
+        return -(block + value)
     return block - value

@@ -13,10 +13,14 @@ them.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Optional
 
 from multiheap.errors import MultiheapError
-from multiheap.target import Region, Target
+from multiheap.glibc import find_libc
+from multiheap.target import Module, Region, Target
+
+DT_DEBUG = 21
 
 
 class _WithRegions:
@@ -31,6 +35,165 @@ class _WithRegions:
 
     def regions(self) -> list[Region]:
         return sorted(self._inner.regions() + self._extra, key=lambda r: r.start)
+
+
+def _exe_r_debug(target: Target) -> Optional[int]:
+    """``r_debug`` from the executable's ``DT_DEBUG``: its ``.dynamic`` (read-only once
+    RELRO is applied) is found in memory by the file's sequence of tags (ld.so adds the
+    load bias to some values in place and writes DT_DEBUG's), which gives the load bias
+    of a position-independent executable too."""
+    mods = target.modules()
+    exe = mods[0].path if mods and ".so" not in os.path.basename(mods[0].path) else None
+    if not exe:
+        return None
+    try:
+        from elftools.elf.elffile import ELFFile
+
+        with open(exe, "rb") as fh:
+            elf = ELFFile(fh)
+            dyn = next((s for s in elf.iter_segments() if s["p_type"] == "PT_DYNAMIC"), None)
+            if dyn is None:
+                return None
+            vaddr, data, pie = dyn["p_vaddr"], dyn.data(), elf["e_type"] == "ET_DYN"
+    except Exception:  # noqa: BLE001 - any unreadable file: no answer from it
+        return None
+    sz, order = target.pointer_size, target.endianness
+    entries = [(int.from_bytes(data[i:i + sz], order),
+                int.from_bytes(data[i + sz:i + 2 * sz], order))
+               for i in range(0, len(data) - 2 * sz + 1, 2 * sz)]
+    at = next((i for i, (tag, _v) in enumerate(entries) if tag == DT_DEBUG), None)
+    if at is None or at == 0:
+        return None
+    tags = [tag for tag, _v in entries[:at + 1]]
+    spots = [vaddr] if not pie else [
+        r.start + (vaddr - r.start) % 0x1000 + k for r in target.regions() if "r" in r.perms
+        for k in range(0, r.size, 0x1000)]
+    for a in spots:
+        try:
+            buf = target.read(a, (at + 1) * 2 * sz)
+        except MultiheapError:
+            continue
+        if [int.from_bytes(buf[i:i + sz], order) for i in range(0, len(buf), 2 * sz)] == tags:
+            return int.from_bytes(buf[-sz:], order) or None
+    return None
+
+
+def link_map(target: Target) -> list[tuple[str, int]]:
+    """(path as the loader names it, load bias) of each loaded object, from ld.so's
+    ``_r_debug`` (``r_map``, one word in) and the public head of ``struct link_map``
+    (``l_addr, l_name, l_ld, l_next``): the modules of a host that lists none or no
+    bases (qemu's stub, a core without file notes)."""
+    sz, order = target.pointer_size, target.endianness
+
+    def word(addr: int) -> int:
+        return int.from_bytes(target.read(addr, sz), order)
+
+    out: list[tuple[str, int]] = []
+    try:
+        r_debug = target.symbol("_r_debug") or _exe_r_debug(target)
+        node = word(r_debug + sz) if r_debug else 0
+        seen: set[int] = set()
+        while node and node not in seen and len(out) < 4096:
+            seen.add(node)
+            addr, name_at = word(node), word(node + sz)
+            name = target.read(name_at, 256).split(b"\0", 1)[0] if name_at else b""
+            out.append((name.decode(errors="replace"), addr))
+            node = word(node + 3 * sz)
+    except MultiheapError:
+        pass
+    return out
+
+
+def link_map_base(target: Target, path: str) -> Optional[int]:
+    """The load bias ld.so's link_map gives the object ``path`` names (a host path under
+    a sysroot ends with the loader's path; else the same file name)."""
+    entries = [(n, a) for n, a in link_map(target) if n]
+    for n, a in entries:
+        if path.endswith(n):
+            return a
+    base = os.path.basename(path)
+    hits = [a for n, a in entries if os.path.basename(n) == base]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _host_path(name: str) -> str:
+    """The host's copy of the loader's ``name``: under ``MULTIHEAP_SYSROOT`` (the CLI's
+    ``--sysroot``, gdb's ``set sysroot``) when it is there."""
+    root = os.environ.get("MULTIHEAP_SYSROOT", "")
+    if root and os.path.isfile(os.path.join(root, name.lstrip("/"))):
+        return os.path.join(root, name.lstrip("/"))
+    return name
+
+
+def _interp(target: Target) -> str:
+    """The executable's PT_INTERP (ld.so's path: its link_map entry may have no name)."""
+    mods = target.modules()
+    try:
+        from elftools.elf.elffile import ELFFile
+
+        with open(mods[0].path, "rb") as fh:
+            for s in ELFFile(fh).iter_segments():
+                if s["p_type"] == "PT_INTERP":
+                    return s.get_interp_name()
+    except Exception:  # noqa: BLE001 - no executable file: no name
+        pass
+    return ""
+
+
+def _segments(path: str, bias: int) -> list[Region]:
+    """The file's PT_LOAD segments at ``bias``, as regions named by the file."""
+    try:
+        from elftools.elf.elffile import ELFFile
+
+        with open(path, "rb") as fh:
+            segs = [(s["p_vaddr"], s["p_memsz"], s["p_flags"])
+                    for s in ELFFile(fh).iter_segments() if s["p_type"] == "PT_LOAD"]
+    except Exception:  # noqa: BLE001 - an unreadable file adds no region
+        return []
+    return [Region((bias + v) & ~0xFFF, (bias + v + n + 0xFFF) & ~0xFFF,
+                   ("r" if f & 4 else "-") + ("w" if f & 2 else "-") + ("x" if f & 1 else "-"),
+                   path) for v, n, f in segs]
+
+
+class _WithModules(_WithRegions):
+    """The target, with ld.so's link_map modules (and their segments) added."""
+
+    def __init__(self, target: Target, modules: list[Module]) -> None:
+        extra = [r for m in modules for r in _segments(m.path, m.base)]
+        super().__init__(target, extra)
+        self._modules = modules
+
+    def modules(self) -> list[Module]:
+        return self._inner.modules() + self._modules
+
+    def symbol(self, name: str, module: Optional[str] = None) -> Optional[int]:
+        """The host's answer, else the added modules' ``.dynsym`` (ld.so's _rtld_global)."""
+        found = self._inner.symbol(name, module)
+        if found:
+            return found
+        from multiheap.discovery.evidence import dynsym_objects  # evidence imports arch
+
+        for m in self._modules:
+            if module is None or module in m.path:
+                at = dynsym_objects(m.path, (name,)).get(name)
+                if at:
+                    return m.base + at
+        return None
+
+    def regions(self) -> list[Region]:
+        own = [r for r in self._inner.regions()
+               if not any(e.start <= r.start and r.end <= e.end for e in self._extra)]
+        return sorted(own + self._extra, key=lambda r: r.start)
+
+
+def with_modules(target: Target) -> Target:
+    """``target`` itself when it lists libc, else a view that adds what ld.so's link_map
+    says is loaded (a core without file notes: qemu's)."""
+    if find_libc(target) is not None:
+        return target
+    interp = _interp(target)
+    mods = [Module(_host_path(n or interp), a) for n, a in link_map(target)[1:] if n or interp]
+    return _WithModules(target, mods) if mods else target  # type: ignore[return-value]
 
 
 def _covered(regions: list[Region], start: int, end: int) -> bool:

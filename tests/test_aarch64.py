@@ -1,0 +1,233 @@
+"""aarch64 under qemu-user: the glibc matrix's mallinfo test on real emulated processes.
+
+The threaded scenario (tests/programs/scenario.c, built by clang-16 for
+aarch64-linux-gnu) runs under ``qemu-aarch64 -L SYSROOT -g PORT``; gdb-multiarch with
+the plugin connects to qemu's gdb stub and stops it in checkpoint().  qemu 7.2's stub
+gives no memory map and no tpidr_el0, so multiheap finds each thread's pointer in
+glibc's thread rings (_rtld_global) and the heaps from the arenas themselves.
+
+Cells: the cross libc (libc6-arm64-cross, which has no debug package) without debug
+info; Debian's arm64 libc (libc6:arm64 unpacked by scripts/install/aarch64.sh) with
+its libc6-dbg and without.  After the live commands gdb sends SIGABRT: qemu writes its
+own core (memory and threads, no file notes), which the CLI reads with ``--sysroot``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from harness import (
+    BUILD_DIR,
+    PLUGIN_GDB,
+    VENV,
+    Run,
+    Truth,
+    build,
+    expected_tcache,
+    gdb_env,
+    require,
+)
+from test_glibc_matrix import COMMANDS
+from test_glibc_matrix import test_bins_and_fastbins_match_malloc_info as bins_match_malloc_info
+
+CROSS = Path("/usr/aarch64-linux-gnu")
+ARM64_ROOT = Path(os.environ.get("MULTIHEAP_ARM64_ROOT", "/opt/multiheap-arm64")) / "sysroot"
+SYSROOTS = {"cross": CROSS, "debian": ARM64_ROOT}
+CELLS = [("cross", False), ("debian", True), ("debian", False)]
+
+_DRIVER = r'''
+import json, os, time, gdb
+cfg = json.load(open(os.environ["MH_DRIVER"]))
+for c in ("set pagination off", "set confirm off", "set style enabled off",
+          "set debuginfod enabled off", "set width 0") + tuple(cfg["pre"]):
+    gdb.execute(c)
+gdb.execute("source " + cfg["plugin"])
+gdb.execute("file " + cfg["exe"])
+for i in range(100):  # the stub listens once qemu has loaded the program
+    try:
+        gdb.execute("target remote :%d" % cfg["port"])
+        break
+    except gdb.error:
+        if i == 99:
+            raise
+        time.sleep(0.1)
+gdb.execute("break checkpoint")
+gdb.execute("continue")
+results = {}
+for c in cfg["commands"]:
+    try:
+        results[c] = {"out": gdb.execute(c, to_string=True), "error": None}
+    except gdb.error as e:
+        results[c] = {"out": "", "error": str(e)}
+    except Exception as e:
+        results[c] = {"out": "", "error": "PYTHON EXCEPTION: %r" % (e,)}
+with open(cfg["out"], "w") as f:
+    json.dump(results, f)
+gdb.execute("signal SIGABRT")  # qemu writes its core, then the program is gone
+'''
+
+
+def _program() -> Path:
+    require("clang-16")
+    return build("scenario", cc="clang-16", cflags=("--target=aarch64-linux-gnu",))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _core_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def _empty_dir() -> Path:
+    d = BUILD_DIR / "no-debug-info"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+_RUNS: dict[tuple[str, bool], Run] = {}
+
+
+def live_run(libc: str, debug: bool) -> Run:
+    """gdb-multiarch on the scenario under qemu's stub; the core qemu wrote is run.core."""
+    key = (libc, debug)
+    if key in _RUNS:
+        return _RUNS[key]
+    qemu, gdb = require("qemu-aarch64"), require("gdb-multiarch")
+    exe, root = _program(), SYSROOTS[libc]
+    assert (root / "lib").is_dir(), f"{root}: run `bash scripts/setup.sh --tests`"
+    work = Path(tempfile.mkdtemp(prefix="mh-a64-", dir=BUILD_DIR))
+    truth, port = work / "truth.json", _free_port()
+    ddir = root / "usr/lib/debug" if debug else _empty_dir()
+    cfg = {"plugin": str(PLUGIN_GDB), "exe": str(exe), "port": port, "commands": COMMANDS,
+           "out": str(work / "results.json"),
+           "pre": [f"set sysroot {root}", f"set debug-file-directory {ddir}"]}
+    (work / "driver.json").write_text(json.dumps(cfg))
+    (work / "driver.py").write_text(_DRIVER)
+    prog = subprocess.Popen([qemu, "-L", str(root), "-g", str(port), str(exe), "threads",
+                             str(truth)], cwd=work, preexec_fn=_core_limit,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        env = dict(gdb_env(), MH_DRIVER=str(work / "driver.json"),
+                   MULTIHEAP_NO_DEBUG_FILES="" if debug else "1",
+                   MULTIHEAP_DEBUG_DIRS=str(ddir) if debug else "")
+        proc = subprocess.run([gdb, "-nx", "-batch", "-q", "-x", str(work / "driver.py")],
+                              env=env, capture_output=True, text=True, timeout=300)
+        prog.wait(timeout=60)
+    finally:
+        if prog.poll() is None:
+            prog.kill()
+            prog.wait()
+    results = work / "results.json"
+    assert results.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    cores = sorted(work.glob("qemu_*.core"))
+    _RUNS[key] = Run(Truth.load(truth), json.loads(results.read_text()),
+                     cores[0] if cores else None, proc.stderr)
+    return _RUNS[key]
+
+
+@pytest.fixture(params=CELLS, ids=[f"{c}-{'debug' if d else 'nodebug'}" for c, d in CELLS])
+def cell(request) -> tuple[Run, bool]:
+    return live_run(*request.param), request.param[1]
+
+
+def test_mallinfo_equals_the_targets_own(cell):
+    run, _ = cell
+    assert run.truth.pointer_size == 8 and run.truth.threads == 3
+    assert run.json("ptstats --json")["mallinfo2"] == run.truth.mallinfo2
+
+
+def test_free_lists_match_malloc_info(cell):
+    bins_match_malloc_info(cell)
+
+
+def test_each_threads_tcache_is_found(cell):
+    run, debug = cell
+    cfg = run.json("ptconfig --json")
+    tc = cfg["structures"]["tcache"]
+    assert tc["threads_found"] == tc["threads"] == run.truth.threads + 1, tc
+    # no tpidr_el0 from qemu's stub: the way the thread pointers were found is said
+    assert "_rtld_global" in json.dumps(cfg), cfg
+    assert tc["how"].startswith("debug info" if debug else "heuristic"), tc
+    by_tid = {t["tid"]: {c["mem"] for b in t["bins"] for c in b["chunks"]}
+              for t in run.json("pttcache --json")["tcaches"]}
+    for tid, mems in expected_tcache(run.truth).items():
+        assert mems <= by_tid[tid], f"thread {tid}"
+
+
+def test_no_false_alarm(cell):
+    run, _ = cell
+    assert run.json("ptcheck --json")["findings"] == []
+
+
+def test_config_says_how(cell):
+    run, debug = cell
+    st = run.json("ptconfig --json")["structures"]
+    for name in ("main_arena", "mp_"):
+        assert st[name]["how"].startswith("debug info" if debug else "heuristic"), st
+    assert run.core is not None and run.core.stat().st_size > 0  # qemu's, on SIGABRT
+
+
+_CLI: dict[tuple[str, bool], Run] = {}
+
+
+def cli_core_run(libc: str, debug: bool) -> Run:
+    """``multiheap --core`` (gdb/MI: gdb-multiarch) on the core qemu wrote, with
+    ``--sysroot`` (and ``--debug-dir`` for the debug cell)."""
+    key = (libc, debug)
+    if key not in _CLI:
+        live = live_run(libc, debug)
+        assert live.core is not None, "qemu wrote no core"
+        root = SYSROOTS[libc]
+        dirs = ["--debug-dir", str(root / "usr/lib/debug")] if debug else []
+        env = dict(gdb_env(), MULTIHEAP_NO_DEBUG_FILES="" if debug else "1")
+        env.pop("MULTIHEAP_DEBUG_DIRS", None)
+        proc = subprocess.run([str(VENV / "bin" / "multiheap"), "--core", str(live.core),
+                               "--exe", str(_program()), "--sysroot", str(root), *dirs],
+                              input="\n".join(COMMANDS) + "\n", capture_output=True,
+                              text=True, env=env, timeout=300)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        assert len(lines) == len(COMMANDS), proc.stdout[-2000:] + proc.stderr[-2000:]
+        _CLI[key] = Run(live.truth, {c: {"out": ln, "error": None}
+                                     for c, ln in zip(COMMANDS, lines)})
+    return _CLI[key]
+
+
+@pytest.fixture(params=CELLS, ids=[f"{c}-{'debug' if d else 'nodebug'}" for c, d in CELLS])
+def core_cell(request) -> tuple[Run, bool]:
+    return cli_core_run(*request.param), request.param[1]
+
+
+def test_core_mallinfo_equals_the_targets_own(core_cell):
+    run, _ = core_cell
+    assert run.json("ptstats --json")["mallinfo2"] == run.truth.mallinfo2
+
+
+def test_core_free_lists_match_malloc_info(core_cell):
+    bins_match_malloc_info(core_cell)
+
+
+def test_core_tcaches_and_modules(core_cell):
+    # a qemu core has no file notes: libc comes from ld.so's link_map in its memory
+    run, debug = core_cell
+    cfg = run.json("ptconfig --json")
+    assert cfg["state"] == "core" and cfg["arch"] == "aarch64"
+    assert cfg["structures"]["main_arena"]["how"].startswith(
+        "debug info" if debug else "heuristic"), cfg["structures"]
+    tc = cfg["structures"]["tcache"]
+    assert tc["threads_found"] == tc["threads"] == run.truth.threads + 1, tc
+    by_tid = {t["tid"]: {c["mem"] for b in t["bins"] for c in b["chunks"]}
+              for t in run.json("pttcache --json")["tcaches"]}
+    for tid, mems in expected_tcache(run.truth).items():
+        assert mems <= by_tid[tid], f"thread {tid}"
+    assert run.json("ptcheck --json")["findings"] == []
