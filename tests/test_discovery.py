@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -76,6 +78,31 @@ def test_corrupted_mp_does_not_hide_the_heap(work, backend, debug):
 
 
 @pytest.mark.parametrize("backend,debug", HOSTS, ids=IDS)
+def test_corrupted_arena_field_does_not_hide_the_heap(work, backend, debug):
+    """arena_corrupt.c overwrites main_arena.system_mem: main_arena is still found where
+    it is, the damage is a note, and the walks still see every list."""
+    exe = build("arena_corrupt")
+    truth = work / f"arena-{backend}-{debug}.json"
+    run = f"{exe} stop {truth}"
+    cfg = _cli(backend, run, "ptconfig", debug)
+    addr = cfg["structures"]["main_arena"]["addr"]
+    t = json.loads(truth.read_text())
+    assert addr and addr < t["system_mem_at"] < addr + 0x1000, (cfg, t)
+    assert any("main_arena.system_mem is 0x4141414141410000" in n and "damaged" in n
+               for n in _notes(cfg)), _notes(cfg)
+    lst = _cli(backend, run, "ptlist", debug)
+    t = json.loads(truth.read_text())  # (a new process: ASLR)
+    states = {c["addr"] + 16: c["state"] for c in lst["chunks"]}
+    assert all(states.get(m) == "tcache" for m in t["tcache"]), lst
+    assert states.get(t["unsorted"]) == "free", lst
+    free = _cli(backend, run, "ptfree", debug)
+    t = json.loads(truth.read_text())
+    unsorted = [c["addr"] for a in free["arenas"] for b in a["bins"]
+                if b["kind"] == "unsorted" for c in b["chunks"]]
+    assert unsorted == [t["unsorted"] - 16], free
+
+
+@pytest.mark.parametrize("backend,debug", HOSTS, ids=IDS)
 def test_before_the_first_malloc(work, backend, debug):
     exe = build("lazy")
     run = f"{exe} early {work / f'early-{backend}-{debug}.json'}"
@@ -123,6 +150,44 @@ def test_static_executable_version_from_its_banner(work):
     cfg = json.loads(proc.stdout)
     assert cfg["glibc"] == "2.36", cfg
     assert "banner" in cfg["version_how"]
+
+
+def test_static_kernel_core_version_from_its_banner(work):
+    """A stripped static executable's core made by the kernel (SIGQUIT): the version
+    from glibc's banner (in the core's memory, else the executable's file), with no
+    --glibc, and its mallinfo2 as the program reported it."""
+    if open("/proc/sys/kernel/core_pattern").read().startswith("|"):
+        pytest.fail("kernel.core_pattern pipes cores to a program: set it to a file name")
+    exe = build("holder", cflags=("-static",))
+    stripped = work / "holder-static-stripped"
+    subprocess.run(["objcopy", "--strip-all", str(exe), str(stripped)], check=True)
+    cwd = work / "kcore"
+    cwd.mkdir()
+    truth = cwd / "truth.json"
+
+    def unlimited() -> None:
+        import resource
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2)
+
+    proc = subprocess.Popen([str(stripped), str(truth)], cwd=cwd, preexec_fn=unlimited)
+    for _ in range(1000):  # (the report appears whole: written aside, then renamed)
+        if truth.exists():
+            break
+        time.sleep(0.01)
+    want = json.loads(truth.read_text())
+    proc.send_signal(signal.SIGQUIT)
+    proc.wait(timeout=60)
+    core = next(p for p in cwd.iterdir() if p.name.startswith("core"))
+    env = dict(os.environ, LC_ALL="C.UTF-8")
+    out = subprocess.run([CLI, "--core", str(core), "--exe", str(stripped), "ptconfig",
+                          "--json"], capture_output=True, text=True, timeout=240, env=env)
+    cfg = json.loads(out.stdout)
+    assert cfg["glibc"] == want["glibc"] and "banner in" in cfg["version_how"], cfg
+    assert "libc.so" not in cfg["version_how"], cfg  # (static: there is none)
+    stats = json.loads(subprocess.run(
+        [CLI, "--core", str(core), "--exe", str(stripped), "ptstats", "--json"],
+        capture_output=True, text=True, timeout=240, env=env).stdout)
+    assert stats["mallinfo2"] == want["mallinfo2"], (stats, want)
 
 
 def test_ptconfig_shows_routes_tried_and_rejected(work):

@@ -64,6 +64,7 @@ def discover(target: Target, overrides: Optional[Overrides] = None) -> Config:
                 warnings.append(f"{name} at {facts[name].value:#x} ({routes.FORCED}) "
                                 f"fails the checks: {bad}")
     warnings += routes.damaged_fields(target, mp, p, endian)
+    warnings += routes.damaged_arena(target, arena, p, endian)
     initialised = routes.initialised(target, arena, p, endian)
     if not initialised:
         warnings.insert(0, NOT_INITIALISED)

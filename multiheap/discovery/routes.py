@@ -259,6 +259,22 @@ def damaged_fields(target: Target, cfg_mp: int, p: Params, endian: str) -> list[
     return out
 
 
+def damaged_arena(target: Target, arena: int, p: Params, endian: str) -> list[str]:
+    """Fields of main_arena a corrupted heap changed beyond what glibc keeps (warnings):
+    its memory counters grow by whole pages and ``system_mem <= max_system_mem``."""
+    L = layout("malloc_state", p.version, p.ptr_size, endian)
+    try:
+        f = L.parse(target.read(arena, L.size))
+    except MultiheapError as e:
+        return [f"main_arena at {arena:#x} is unreadable: {e}"]
+    out = []
+    sysm, peak = f.get("system_mem"), f.get("max_system_mem")
+    if sysm is not None and peak is not None and (sysm > peak or sysm % 0x1000):
+        out.append(f"main_arena.system_mem is {sysm:#x} (max_system_mem {peak:#x}): "
+                   "damaged")
+    return out
+
+
 def cross_check(target: Target, version_: Version, ptr_size: int) -> list[str]:
     """Compare our layouts with the host's debug info, when it has any."""
     out = []

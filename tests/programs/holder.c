@@ -1,12 +1,14 @@
 /* Attach target for multiheap's CLI tests: shapes a heap, reports, then keeps running.
 
    usage: holder TRUTH_FILE
-   Writes {"pid", "mallinfo2"} to TRUTH_FILE, then sleeps in a loop.  On SIGUSR1 it
+   Writes {"pid", "glibc", "mallinfo2"} to TRUTH_FILE, then sleeps in a loop (asking
+   gnu_get_libc_version links glibc's version banner into a static build too).  On SIGUSR1 it
    writes the same report again to TRUTH_FILE.again, so a test can check that it still
    runs after a debugger detached and that its heap is what it was.  Reports are
    formatted into static buffers and written with write(2): no allocation. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <gnu/libc-version.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,10 +27,10 @@ static void report(const char *file)
 {
     struct mallinfo2 m = mallinfo2();
     int n = snprintf(buf, sizeof buf,
-                     "{\"pid\": %d, \"mallinfo2\": {\"arena\": %zu, \"ordblks\": %zu, "
+                     "{\"pid\": %d, \"glibc\": \"%s\", \"mallinfo2\": {\"arena\": %zu, \"ordblks\": %zu, "
                      "\"smblks\": %zu, \"hblks\": %zu, \"hblkhd\": %zu, \"uordblks\": %zu, "
                      "\"fordblks\": %zu, \"fsmblks\": %zu, \"keepcost\": %zu}}\n",
-                     (int)getpid(), m.arena, m.ordblks, m.smblks, m.hblks, m.hblkhd,
+                     (int)getpid(), gnu_get_libc_version(), m.arena, m.ordblks, m.smblks, m.hblks, m.hblkhd,
                      m.uordblks, m.fordblks, m.fsmblks, m.keepcost);
     snprintf(path, sizeof path, "%s.tmp", file);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
