@@ -261,7 +261,7 @@ def damaged_fields(target: Target, cfg_mp: int, p: Params, endian: str) -> list[
 
 def damaged_arena(target: Target, arena: int, p: Params, endian: str) -> list[str]:
     """Fields of main_arena a corrupted heap changed beyond what glibc keeps (warnings):
-    its memory counters grow by whole pages and ``system_mem <= max_system_mem``."""
+    ``system_mem <= max_system_mem`` (not whole pages: a foreign sbrk's correction is not)."""
     L = layout("malloc_state", p.version, p.ptr_size, endian)
     try:
         f = L.parse(target.read(arena, L.size))
@@ -269,7 +269,7 @@ def damaged_arena(target: Target, arena: int, p: Params, endian: str) -> list[st
         return [f"main_arena at {arena:#x} is unreadable: {e}"]
     out = []
     sysm, peak = f.get("system_mem"), f.get("max_system_mem")
-    if sysm is not None and peak is not None and (sysm > peak or sysm % 0x1000):
+    if sysm is not None and peak is not None and sysm > peak:
         out.append(f"main_arena.system_mem is {sysm:#x} (max_system_mem {peak:#x}): "
                    "damaged")
     return out
