@@ -36,6 +36,8 @@ from harness import (
 )
 from test_glibc_matrix import COMMANDS
 from test_glibc_matrix import test_bins_and_fastbins_match_malloc_info as bins_match_malloc_info
+from test_lldb import PLUGIN as PLUGIN_LLDB
+from test_lldb import lldb_python_path
 
 CROSS = Path("/usr/aarch64-linux-gnu")
 ARM64_ROOT = Path(os.environ.get("MULTIHEAP_ARM64_ROOT", "/opt/multiheap-arm64")) / "sysroot"
@@ -225,6 +227,117 @@ def test_core_tcaches_and_modules(core_cell):
     assert cfg["structures"]["main_arena"]["how"].startswith(
         "debug info" if debug else "heuristic"), cfg["structures"]
     tc = cfg["structures"]["tcache"]
+    assert tc["threads_found"] == tc["threads"] == run.truth.threads + 1, tc
+    by_tid = {t["tid"]: {c["mem"] for b in t["bins"] for c in b["chunks"]}
+              for t in run.json("pttcache --json")["tcaches"]}
+    for tid, mems in expected_tcache(run.truth).items():
+        assert mems <= by_tid[tid], f"thread {tid}"
+    assert run.json("ptcheck --json")["findings"] == []
+
+
+
+_LLDB_DRIVER = r"""
+import json, os, sys, time
+cfg = json.load(open(os.environ["MH_DRIVER"]))
+sys.path.insert(0, cfg["lldb_path"])
+import lldb
+dbg = lldb.SBDebugger.Create(False)
+dbg.SetAsync(False)
+ci = dbg.GetCommandInterpreter()
+
+def do(c):
+    r = lldb.SBCommandReturnObject()
+    ci.HandleCommand(c, r)
+    return r
+
+for c in cfg["pre"]:
+    r = do(c)
+    if not r.Succeeded():
+        sys.exit(c + ": " + (r.GetError() or ""))
+if cfg.get("port"):
+    for i in range(100):  # the stub listens once qemu has loaded the program
+        r = do("gdb-remote %d" % cfg["port"])
+        if r.Succeeded():
+            break
+        time.sleep(0.1)
+    else:
+        sys.exit("gdb-remote: " + (r.GetError() or ""))
+    for c in ("breakpoint set -n checkpoint", "process continue"):
+        do(c)
+results = {}
+for c in cfg["commands"]:
+    r = do(c)
+    results[c] = {"out": r.GetOutput() or "" if r.Succeeded() else "",
+                  "error": None if r.Succeeded() else (r.GetError() or "").strip()}
+with open(cfg["out"], "w") as f:
+    json.dump(results, f)
+if cfg.get("port"):
+    do("process kill")
+lldb.SBDebugger.Destroy(dbg)
+"""
+_LLDB: dict[tuple[str, bool, bool], Run] = {}
+
+
+def lldb_run(libc: str, debug: bool, core: bool) -> Run:
+    """lldb-16 with the plugin: ``gdb-remote`` to qemu's stub, or qemu's core (the live
+    gdb cell's) with ``target create --core``; the sysroot's libraries through
+    target.exec-search-paths, its debug files through MULTIHEAP_DEBUG_DIRS."""
+    key = (libc, debug, core)
+    if key in _LLDB:
+        return _LLDB[key]
+    root, exe = SYSROOTS[libc], _program()
+    work = Path(tempfile.mkdtemp(prefix="mh-a64-lldb-", dir=BUILD_DIR))
+    truth = work / "truth.json"
+    search = f"{root}/lib {root}/lib/aarch64-linux-gnu"
+    pre = [f"settings set target.exec-search-paths {search}",
+           f"target create {exe}" + (f" --core {live_run(libc, debug).core}" if core else ""),
+           f"command script import {PLUGIN_LLDB}"]
+    port = None if core else _free_port()
+    cfg = {"lldb_path": lldb_python_path(), "pre": pre, "port": port,
+           "commands": COMMANDS, "out": str(work / "results.json")}
+    (work / "driver.json").write_text(json.dumps(cfg))
+    (work / "driver.py").write_text(_LLDB_DRIVER)
+    env = dict(gdb_env(), MH_DRIVER=str(work / "driver.json"), MULTIHEAP_SYSROOT=str(root),
+               MULTIHEAP_NO_DEBUG_FILES="" if debug else "1",
+               MULTIHEAP_DEBUG_DIRS=str(root / "usr/lib/debug") if debug else "")
+    prog = None if core else subprocess.Popen(
+        [require("qemu-aarch64"), "-L", str(root), "-g", str(port), str(exe), "threads",
+         str(truth)], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc = subprocess.run(["/usr/bin/python3", str(work / "driver.py")], env=env,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        if prog is not None:
+            prog.kill()
+            prog.wait()
+    results = work / "results.json"
+    assert results.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    t = live_run(libc, debug).truth if core else Truth.load(truth)
+    _LLDB[key] = Run(t, json.loads(results.read_text()), None, proc.stderr)
+    return _LLDB[key]
+
+
+LLDB_CELLS = [(c, d, k) for c, d in CELLS for k in (False, True)]
+
+
+@pytest.fixture(params=LLDB_CELLS, ids=[f"{c}-{'debug' if d else 'nodebug'}-"
+                                        f"{'core' if k else 'live'}" for c, d, k in LLDB_CELLS])
+def lldb_cell(request) -> tuple[Run, bool]:
+    return lldb_run(*request.param), request.param[1]
+
+
+def test_lldb_mallinfo_equals_the_targets_own(lldb_cell):
+    run, _ = lldb_cell
+    assert run.json("ptstats --json")["mallinfo2"] == run.truth.mallinfo2
+
+
+def test_lldb_free_lists_match_malloc_info(lldb_cell):
+    bins_match_malloc_info(lldb_cell)
+
+
+def test_lldb_tcaches(lldb_cell):
+    run, _ = lldb_cell
+    tc = run.json("ptconfig --json")["structures"]["tcache"]
     assert tc["threads_found"] == tc["threads"] == run.truth.threads + 1, tc
     by_tid = {t["tid"]: {c["mem"] for b in t["bins"] for c in b["chunks"]}
               for t in run.json("pttcache --json")["tcaches"]}

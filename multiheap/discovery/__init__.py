@@ -78,8 +78,11 @@ def discover(target: Target, overrides: Optional[Overrides] = None) -> Config:
         except MultiheapError:
             ts = []
         if initialised:  # a host without a memory map (qemu's stub) still has the heaps
-            target = loaded.with_heaps(target, Config(
+            view = loaded.with_heaps(target, Config(
                 version, ptr_size, target.arch, endian, arena, mp, gmf.value, facts))
+            gone = loaded.unmapped_only(target, view, arena, p, endian)
+            warnings = [w for w in warnings if not any(g in w for g in gone)]
+            target = view
         tps = threads.thread_pointers(target, ts, ptr_size, endian)
         thread_facts = tuple(threads.tcaches(target, ts, tps, p, endian, lambda: st.lf,
                                              ov.tcache_offset))

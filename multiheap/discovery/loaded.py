@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+from multiheap import arch
 from multiheap.errors import MultiheapError
 from multiheap.glibc import find_libc
 from multiheap.target import Module, Region, Target
@@ -96,7 +97,10 @@ def link_map(target: Target) -> list[tuple[str, int]]:
         while node and node not in seen and len(out) < 4096:
             seen.add(node)
             addr, name_at = word(node), word(node + sz)
-            name = target.read(name_at, 256).split(b"\0", 1)[0] if name_at else b""
+            try:  # ld.so's own name may lie in a page a core left out
+                name = target.read(name_at, 256).split(b"\0", 1)[0] if name_at else b""
+            except MultiheapError:
+                name = b""
             out.append((name.decode(errors="replace"), addr))
             node = word(node + 3 * sz)
     except MultiheapError:
@@ -181,19 +185,37 @@ class _WithModules(_WithRegions):
         return None
 
     def regions(self) -> list[Region]:
-        own = [r for r in self._inner.regions()
-               if not any(e.start <= r.start and r.end <= e.end for e in self._extra)]
-        return sorted(own + self._extra, key=lambda r: r.start)
+        """The host's regions, an unnamed one named by the module segment it overlaps
+        (its bounds kept: no two regions overlap), then segments the host lacks."""
+        own = self._inner.regions()
+        out = []
+        for r in own:
+            seg = next((e for e in self._extra if e.start < r.end and r.start < e.end), None)
+            out.append(Region(r.start, r.end, r.perms, seg.name) if seg and not r.name else r)
+        out += [e for e in self._extra if not any(e.start < r.end and r.start < e.end
+                                                  for r in own)]
+        return sorted(out, key=lambda r: r.start)
 
 
 def with_modules(target: Target) -> Target:
-    """``target`` itself when it lists libc, else a view that adds what ld.so's link_map
-    says is loaded (a core without file notes: qemu's)."""
-    if find_libc(target) is not None:
-        return target
+    """``target`` itself when it lists libc (and, on arm, ld.so), else a view that adds
+    what ld.so's link_map says is loaded (a core without file notes: qemu's)."""
+    if find_libc(target) is not None and (arch.tls_variant(target.arch) == 2
+                                          or _symbol(target, "_rtld_global")):
+        return target  # (arm's thread pointers come from ld.so's _rtld_global)
     interp = _interp(target)
-    mods = [Module(_host_path(n or interp), a) for n, a in link_map(target)[1:] if n or interp]
+    have = {os.path.basename(m.path) for m in target.modules() if m.base}  # (lldb: 0 =
+    # listed, not loaded)
+    mods = [Module(_host_path(n or interp), a) for n, a in link_map(target)[1:]
+            if (n or interp) and os.path.basename(n or interp) not in have]
     return _WithModules(target, mods) if mods else target  # type: ignore[return-value]
+
+
+def _symbol(target: Target, name: str) -> Optional[int]:
+    try:
+        return target.symbol(name)
+    except MultiheapError:
+        return None
 
 
 def _covered(regions: list[Region], start: int, end: int) -> bool:
@@ -222,3 +244,21 @@ def with_heaps(target: Target, config: Any) -> Target:
     own = target.regions()
     missing = [r for r in heap_regions(target, config) if not _covered(own, r.start, r.end)]
     return _WithRegions(target, missing) if missing else target  # type: ignore[return-value]
+
+
+def unmapped_only(target: Target, view: Target, arena: int, p: Any,
+                  endian: str) -> list[str]:
+    """main_arena's warnings that only the missing map gave (a top or bin "outside any
+    mapping" that lies in a heap ``view`` adds): not damage, so not shown."""
+    if view is target:
+        return []
+    from multiheap.discovery.evidence import check_arena
+
+    before: list[str] = []
+    after: list[str] = []
+    hard = check_arena(target, arena, p, endian, soft=before)
+    hard_now = check_arena(view, arena, p, endian, soft=after)
+    gone = [w for w in before if w not in after]
+    if hard and hard != hard_now:
+        gone.append(hard)
+    return gone
