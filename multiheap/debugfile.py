@@ -3,8 +3,8 @@
 radare2 (and gdb/MI on some cores) cannot resolve ``main_arena``, ``mp_`` or the
 thread-local ``tcache`` when libc is stripped, although the machine has its debug
 file at ``/usr/lib/debug/.build-id/xx/rest.debug``.  This module reads that file
-directly: section headers through pyelftools, symbols with a plain scan of
-``.symtab`` (pyelftools' per-symbol parsing costs half a second on libc).
+directly with multiheap.elffile (sections, then only the wanted names of ``.symtab``,
+found by their string-table offsets: naming every symbol of libc costs half a second).
 Besides ``/usr/lib/debug`` it searches ``MULTIHEAP_DEBUG_DIRS`` (colon-separated,
 searched first; the CLI's ``--debug-dir`` sets it for r2).  No debugger is imported here.
 """
@@ -19,14 +19,24 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from multiheap import arch
-from multiheap.elffile import file_build_id, loaded_build_id
+from multiheap.elffile import (
+    PT_TLS,
+    SHT_SYMTAB,
+    STT_OBJECT,
+    STT_TLS,
+    BadInputError,
+    file_build_id,
+    loaded_build_id,
+    read_file,
+    sections,
+    symbols,
+)
 from multiheap.errors import MultiheapError
 from multiheap.glibc import find_libc
 from multiheap.memory import lowest_mapping
 from multiheap.target import Module, Target, Thread
 
 DEBUG_DIRS_ENV = "MULTIHEAP_DEBUG_DIRS"  # extra debug roots, ':'-separated
-STT_TLS = 6
 
 
 def extra_debug_dirs() -> list[str]:
@@ -143,45 +153,20 @@ WANTED = ("main_arena", "mp_", "global_max_fast", "tcache")
 @lru_cache(maxsize=8)
 def read_debug_file(path: str, names: tuple[str, ...] = WANTED) -> Optional[DebugFile]:
     """Read ``names`` from the ``.symtab`` of ``path``; None if it is not a usable ELF."""
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-
     try:
-        with open(path, "rb") as f:
-            elf = ELFFile(f)
-            symtab = elf.get_section_by_name(".symtab")
-            if symtab is None:
-                return None
-            strtab = elf.get_section(symtab["sh_link"]).data()
-            syms = symtab.data()
-            tls = next((s["p_memsz"] for s in elf.iter_segments() if s["p_type"] == "PT_TLS"),
-                       None)
-            is64, little = elf.elfclass == 64, elf.little_endian
-    except (OSError, ELFError, ValueError):
+        elf, data = read_file(path)
+    except BadInputError:
         return None
+    if not any(sec.type == SHT_SYMTAB for sec in sections(elf, data)):
+        return None
+    tls = next((ms for pt, _o, _v, _fs, ms in elf.phdrs if pt == PT_TLS), None)
     out = DebugFile(Path(path), tls_size=tls)
-    e = "<" if little else ">"
-    fmt, size = (e + "IBBHQQ", 24) if is64 else (e + "IIIBBH", 16)
-    offsets: dict[int, str] = {}
-    for name in names:
-        key, pos = name.encode() + b"\0", 0
-        while (pos := strtab.find(key, pos)) != -1:
-            offsets[pos] = name
-            pos += 1
-    for ent in struct.iter_unpack(fmt, syms[:len(syms) - len(syms) % size]):
-        name = offsets.get(ent[0])
-        if name is None:
+    for sym in symbols(elf, data, SHT_SYMTAB, names=names):
+        if sym.shndx == 0:  # undefined
             continue
-        if is64:
-            info, shndx, value = ent[1], ent[3], ent[4]
-        else:
-            value, info, shndx = ent[1], ent[3], ent[5]
-        if shndx == 0:  # undefined
-            continue
-        stype = info & 0xF
-        prev = out.symbols.get(name)
-        if prev is None or stype in (1, STT_TLS):  # prefer OBJECT/TLS over FILE etc.
-            out.symbols[name] = (value, stype)
+        prev = out.symbols.get(sym.name)
+        if prev is None or sym.type in (STT_OBJECT, STT_TLS):  # OBJECT/TLS over FILE etc.
+            out.symbols[sym.name] = (sym.value, sym.type)
     return out
 
 

@@ -1,5 +1,5 @@
-"""Just enough ELF: program headers, notes and build-ids, of files, cores and images
-loaded in a target's memory.
+"""Just enough ELF: program headers, section headers, symbol tables, notes and build-ids,
+of files, cores and images loaded in a target's memory (the project's one ELF reader).
 
 A core that is missing, truncated or made from another program must be one clear
 line, not a debugger's warning followed by garbage: this reads the core's program
@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from multiheap.errors import MultiheapError
 from multiheap.target import byte_order
 
-ET_CORE, PT_LOAD, PT_NOTE = 4, 1, 4
+ET_CORE, PT_LOAD, PT_NOTE, PT_TLS = 4, 1, 4, 7
+SHT_SYMTAB, SHT_DYNSYM = 2, 11
+STT_OBJECT, STT_FUNC, STT_TLS, STT_GNU_IFUNC = 1, 2, 6, 10
 NT_AUXV, NT_FILE, NT_GNU_BUILD_ID = 6, 0x46494C45, 3
 NT_PRSTATUS, NT_386_TLS = 1, 0x200
 AT_PHDR = 3
@@ -94,6 +96,109 @@ def _header(path: str, head: bytes) -> tuple[int, str, int, int, int]:
     if phnum and phentsize < (56 if bits == 64 else 32):
         raise BadInputError(f"corrupted ELF header (program header size {phentsize})")
     return bits, e, phoff, phentsize, phnum
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section header (``name`` resolved through the section-name table)."""
+
+    name: str
+    type: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """One symbol-table entry: ``type`` is STT_*, ``bind`` STB_*, ``shndx`` 0 if undefined."""
+
+    name: str
+    value: int
+    size: int
+    type: int
+    bind: int
+    shndx: int
+
+
+def sections(elf: Elf, data: bytes) -> list[Section]:
+    """The section headers of the ELF file held whole in ``data`` ([] when they are cut
+    off or corrupted)."""
+    e, is64 = elf.fmt, elf.bits == 64
+    try:
+        if is64:
+            shoff = struct.unpack_from(e + "Q", data, 0x28)[0]
+            shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", data, 0x3A)
+            fmt = struct.Struct(e + "IIQQQQIIQQ")
+        else:
+            shoff = struct.unpack_from(e + "I", data, 0x20)[0]
+            shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", data, 0x2E)
+            fmt = struct.Struct(e + "IIIIIIIIII")
+    except struct.error:
+        return []
+    heads = []
+    for i in range(shnum):
+        off = shoff + i * shentsize
+        if off + fmt.size > len(data):
+            return []
+        name, stype, _fl, addr, offset, size, link, _info, _al, _es = fmt.unpack_from(data, off)
+        heads.append((name, stype, addr, offset, size, link))
+    if not heads or shstrndx >= len(heads):
+        return []
+    strs = data[heads[shstrndx][3]:heads[shstrndx][3] + heads[shstrndx][4]]
+    out = []
+    for name, stype, addr, offset, size, link in heads:
+        end = strs.find(b"\0", name)
+        out.append(Section(strs[name:end if end >= 0 else None].decode(errors="replace"),
+                           stype, addr, offset, size, link))
+    return out
+
+
+def symbols(elf: Elf, data: bytes, kind: int = SHT_SYMTAB,
+            names: Optional[Iterable[str]] = None) -> Iterator[Symbol]:
+    """The entries of the ``kind`` symbol tables (.symtab or .dynsym) of the ELF file
+    held in ``data``; only those called one of ``names`` when given (found by their
+    string-table offsets: far faster than naming every symbol of libc)."""
+    secs = sections(elf, data)
+    e, is64 = elf.fmt, elf.bits == 64
+    ent = struct.Struct(e + ("IBBHQQ" if is64 else "IIIBBH"))
+    for sec in secs:
+        if sec.type != kind or sec.link >= len(secs):
+            continue
+        strtab = data[secs[sec.link].offset:secs[sec.link].offset + secs[sec.link].size]
+        wanted: Optional[dict[int, str]] = None
+        if names is not None:
+            wanted = {}
+            for name in names:
+                key, pos = name.encode() + b"\0", 0
+                while (pos := strtab.find(key, pos)) != -1:
+                    wanted[pos] = name
+                    pos += 1
+        raw = data[sec.offset:sec.offset + sec.size]
+        for f in ent.iter_unpack(raw[:len(raw) - len(raw) % ent.size]):
+            if is64:
+                nm, info, shndx, value, size = f[0], f[1], f[3], f[4], f[5]
+            else:
+                nm, value, size, info, shndx = f[0], f[1], f[2], f[3], f[5]
+            if wanted is not None:
+                name = wanted.get(nm)
+                if name is None:
+                    continue
+            else:
+                end = strtab.find(b"\0", nm)
+                name = strtab[nm:end if end >= 0 else None].decode(errors="replace")
+            yield Symbol(name, value, size, info & 0xF, info >> 4, shndx)
+
+
+def read_file(path: str) -> tuple[Elf, bytes]:
+    """An ELF file read whole, with its headers (BadInputError when it is not one)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise BadInputError(f"cannot read {path}: {err.strerror}") from None
+    return read_elf(path, data), data
 
 
 def iter_notes(data: bytes, endian: str):

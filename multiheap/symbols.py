@@ -12,17 +12,24 @@ from __future__ import annotations
 
 import bisect
 import os
-import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Optional
 
-from multiheap.elffile import BadInputError, read_elf
+from multiheap.elffile import (
+    SHT_DYNSYM,
+    SHT_SYMTAB,
+    STT_FUNC,
+    STT_GNU_IFUNC,
+    STT_OBJECT,
+    BadInputError,
+    read_file,
+    symbols,
+)
 from multiheap.errors import MultiheapError
 from multiheap.memory import same_file
 from multiheap.target import Region, Target
 
-STT_OBJECT, STT_FUNC, STT_TLS, STT_GNU_IFUNC = 1, 2, 6, 10
 ET_EXEC, PT_LOAD = 2, 1
 
 
@@ -46,86 +53,33 @@ class SymbolTable:
         return None
 
 
-def _sections(data: bytes, e: str, is64: bool) -> list[tuple[str, int, int, int, int]]:
-    """(name, type, offset, size, link) of each section header."""
-    if is64:
-        shoff = struct.unpack_from(e + "Q", data, 0x28)[0]
-        shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", data, 0x3A)
-        fmt = e + "IIQQQQIIQQ"
-    else:
-        shoff = struct.unpack_from(e + "I", data, 0x20)[0]
-        shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", data, 0x2E)
-        fmt = e + "IIIIIIIIII"
-    heads = []
-    for i in range(shnum):
-        off = shoff + i * shentsize
-        if off + struct.calcsize(fmt) > len(data):
-            return []
-        name, stype, _fl, _addr, offset, size, link, _info, _al, _es = \
-            struct.unpack_from(fmt, data, off)
-        heads.append((name, stype, offset, size, link))
-    if not heads or shstrndx >= len(heads):
-        return []
-    names = heads[shstrndx]
-    strs = data[names[2]:names[2] + names[3]]
-    out = []
-    for name, stype, offset, size, link in heads:
-        end = strs.find(b"\0", name)
-        out.append((strs[name:end].decode(errors="replace"), stype, offset, size, link))
-    return out
-
-
 @lru_cache(maxsize=64)
 def read_symbols(path: str) -> Optional[SymbolTable]:
     """The data and code symbols of the ELF file ``path`` (None if unreadable)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    try:  # the header and program headers: the project's one ELF reader
-        elf = read_elf(path, data)
+    try:  # the project's one ELF reader: headers, sections, symbol tables
+        elf, data = read_file(path)
     except BadInputError:
-        return None
-    is64, e = elf.bits == 64, elf.fmt
-    try:
-        secs = _sections(data, e, is64)
-    except struct.error:
         return None
     vaddrs = [vaddr for ptype, _off, vaddr, _fs, _ms in elf.phdrs if ptype == PT_LOAD]
     table = SymbolTable(min_vaddr=min(vaddrs, default=0) & ~0xFFF,
                         exec_file=elf.etype == ET_EXEC)
-    fmt, size = (e + "IBBHQQ", 24) if is64 else (e + "IIIBBH", 16)
-    best: dict[int, tuple[int, int, str]] = {}
-    for kind in (2, 11):  # SHT_SYMTAB, then SHT_DYNSYM
-        for _name, stype, offset, length, link in secs:
-            if stype != kind or link >= len(secs):
+    best: dict[int, tuple[tuple, int, str]] = {}
+    for kind in (SHT_SYMTAB, SHT_DYNSYM):
+        for sym in symbols(elf, data, kind):
+            if sym.shndx == 0 or sym.value == 0 or not sym.name or sym.type not in (
+                    STT_OBJECT, STT_FUNC, STT_GNU_IFUNC):
                 continue
-            strtab = data[secs[link][2]:secs[link][2] + secs[link][3]]
-            raw = data[offset:offset + length]
-            for ent in struct.iter_unpack(fmt, raw[:len(raw) - len(raw) % size]):
-                if is64:
-                    nm, info, shndx, value, sz = ent[0], ent[1], ent[3], ent[4], ent[5]
-                else:
-                    nm, value, sz, info, shndx = ent[0], ent[1], ent[2], ent[3], ent[5]
-                if shndx == 0 or value == 0 or info & 0xF not in (
-                        STT_OBJECT, STT_FUNC, STT_GNU_IFUNC):
-                    continue
-                end = strtab.find(b"\0", nm)
-                name = strtab[nm:end].decode(errors="replace")
-                if not name:
-                    continue
-                glob = info >> 4 != 0
-                old = best.get(value)
-                # one name per address: sized over unsized, global over local, the
-                # name without leading underscores over its aliases
-                rank = (sz > 0, glob, not name.startswith("__"), -len(name))
-                if old is None or rank > old[0]:
-                    best[value] = (rank, sz, name)  # type: ignore[assignment]
-        if best and kind == 2:
+            old = best.get(sym.value)
+            # one name per address: sized over unsized, global over local, the
+            # name without leading underscores over its aliases
+            rank = (sym.size > 0, sym.bind != 0, not sym.name.startswith("__"),
+                    -len(sym.name))
+            if old is None or rank > old[0]:
+                best[sym.value] = (rank, sym.size, sym.name)
+        if best and kind == SHT_SYMTAB:
             break  # .symtab holds .dynsym's symbols too
     for value in sorted(best):
-        _rank, sz, name = best[value]  # type: ignore[misc]
+        _rank, sz, name = best[value]
         table.values.append(value)
         table.entries.append((value, sz, name))
     return table

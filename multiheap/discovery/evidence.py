@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Callable, Optional
 
 from multiheap import arch
+from multiheap.elffile import SHT_DYNSYM, BadInputError, read_file, symbols
 from multiheap.errors import MultiheapError, TargetMemoryError
 from multiheap.heaptypes import MAX_ARENAS
 from multiheap.layouts import Layout, Params, layout
@@ -104,23 +105,11 @@ def _apply(data: list, vaddr: int, value: int, wide: bool) -> None:
 def dynsym_objects(path: str, names: tuple[str, ...]) -> dict[str, int]:
     """Link-time addresses of some .dynsym data objects (read only when needed)."""
     try:
-        from elftools.common.exceptions import ELFError
-        from elftools.elf.elffile import ELFFile
-        from elftools.elf.sections import SymbolTableSection
-    except ImportError:  # pragma: no cover - a dependency
+        elf, data = read_file(path)
+    except BadInputError:
         return {}
-    out: dict[str, int] = {}
-    try:
-        with open(path, "rb") as fh:
-            sec = ELFFile(fh).get_section_by_name(".dynsym")
-            if isinstance(sec, SymbolTableSection):
-                for name in names:
-                    for sym in sec.get_symbol_by_name(name) or ():
-                        if sym["st_value"]:
-                            out[name] = sym["st_value"]
-    except (OSError, ELFError, ValueError, KeyError, struct.error):
-        pass
-    return out
+    return {sym.name: sym.value for sym in symbols(elf, data, SHT_DYNSYM, names=names)
+            if sym.value}
 
 
 def read_elf(path: str) -> Optional[ElfFacts]:

@@ -1,6 +1,6 @@
 """Where the allocator's entry points are: libc's dynamic symbols plus its load base.
 
-Read from libc's own file (pyelftools), so every host finds the same addresses with or
+Read from libc's own file (multiheap.elffile), so every host finds the same addresses with or
 without debug info, and aliases (``aligned_alloc`` = ``memalign`` on some versions)
 collapse to one breakpoint.
 """
@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from multiheap.debugfile import module_base
+from multiheap.elffile import SHT_DYNSYM, STT_FUNC, BadInputError, read_file, symbols
 from multiheap.errors import MultiheapError, UsageError
 from multiheap.glibc import find_libc
 from multiheap.target import Target
@@ -49,18 +47,12 @@ def dynamic_symbols(path: str) -> dict[str, int]:
     Versioned duplicates: the default version (the one the dynamic linker binds)."""
     out: dict[str, int] = {}
     try:
-        with open(path, "rb") as f:
-            elf = ELFFile(f)
-            sec = elf.get_section_by_name(".dynsym")
-            if sec is None:
-                return out
-            for sym in sec.iter_symbols():
-                if sym["st_info"]["type"] != "STT_FUNC" or not sym["st_value"]:
-                    continue
-                if sym.name in OPS and sym["st_shndx"] != "SHN_UNDEF":
-                    out.setdefault(sym.name, sym["st_value"])
-    except (OSError, ELFError) as e:
-        raise UsageError(f"cannot read {path}: {e}") from None
+        elf, data = read_file(path)
+    except BadInputError as e:
+        raise UsageError(str(e)) from None
+    for sym in symbols(elf, data, SHT_DYNSYM, names=OPS):
+        if sym.type == STT_FUNC and sym.value and sym.shndx != 0:
+            out.setdefault(sym.name, sym.value)
     return out
 
 
