@@ -120,6 +120,8 @@ class R2Target:
         a = self._once("arch", lambda: self.cmd("e asm.arch").strip())
         if a == "x86":
             return "x86_64" if self.pointer_size == 8 else "i386"
+        if a == "arm" and self.pointer_size == 8:  # r2 names both arm and arm64 "arm"
+            return "aarch64"
         return a
 
     def _info(self) -> dict:

@@ -180,13 +180,13 @@ def test_config_says_how(cell):
     assert run.core is not None and run.core.stat().st_size > 0  # qemu's, on SIGABRT
 
 
-_CLI: dict[tuple[str, bool], Run] = {}
+_CLI: dict[tuple[str, bool, str], Run] = {}
 
 
-def cli_core_run(libc: str, debug: bool) -> Run:
-    """``multiheap --core`` (gdb/MI: gdb-multiarch) on the core qemu wrote, with
+def cli_core_run(libc: str, debug: bool, backend: str = "gdb-mi") -> Run:
+    """``multiheap --core`` (gdb/MI: gdb-multiarch; or r2) on the core qemu wrote, with
     ``--sysroot`` (and ``--debug-dir`` for the debug cell)."""
-    key = (libc, debug)
+    key = (libc, debug, backend)
     if key not in _CLI:
         live = live_run(libc, debug)
         assert live.core is not None, "qemu wrote no core"
@@ -194,7 +194,8 @@ def cli_core_run(libc: str, debug: bool) -> Run:
         dirs = ["--debug-dir", str(root / "usr/lib/debug")] if debug else []
         env = dict(gdb_env(), MULTIHEAP_NO_DEBUG_FILES="" if debug else "1")
         env.pop("MULTIHEAP_DEBUG_DIRS", None)
-        proc = subprocess.run([str(VENV / "bin" / "multiheap"), "--core", str(live.core),
+        proc = subprocess.run([str(VENV / "bin" / "multiheap"), "--backend", backend,
+                               "--core", str(live.core),
                                "--exe", str(_program()), "--sysroot", str(root), *dirs],
                               input="\n".join(COMMANDS) + "\n", capture_output=True,
                               text=True, env=env, timeout=300)
@@ -205,7 +206,11 @@ def cli_core_run(libc: str, debug: bool) -> Run:
     return _CLI[key]
 
 
-@pytest.fixture(params=CELLS, ids=[f"{c}-{'debug' if d else 'nodebug'}" for c, d in CELLS])
+CORE_CELLS = [(c, d, b) for c, d in CELLS for b in ("gdb-mi", "r2")]
+
+
+@pytest.fixture(params=CORE_CELLS, ids=[f"{b}-{c}-{'debug' if d else 'nodebug'}"
+                                        for c, d, b in CORE_CELLS])
 def core_cell(request) -> tuple[Run, bool]:
     return cli_core_run(*request.param), request.param[1]
 
@@ -224,6 +229,7 @@ def test_core_tcaches_and_modules(core_cell):
     run, debug = core_cell
     cfg = run.json("ptconfig --json")
     assert cfg["state"] == "core" and cfg["arch"] == "aarch64"
+    # (r2 reads no debug files: its "debug info" is multiheap's reader of the sysroot's)
     assert cfg["structures"]["main_arena"]["how"].startswith(
         "debug info" if debug else "heuristic"), cfg["structures"]
     tc = cfg["structures"]["tcache"]

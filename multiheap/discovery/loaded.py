@@ -13,6 +13,7 @@ them.
 
 from __future__ import annotations
 
+import glob
 import os
 from typing import Any, Optional
 
@@ -79,6 +80,54 @@ def _exe_r_debug(target: Target) -> Optional[int]:
     return None
 
 
+def _scan_r_debug(target: Target) -> Optional[int]:
+    """``r_debug`` found by what it is, for a host that names no executable (r2 on a
+    core): in a small writable region, ``r_version`` 1, then ``r_map``: the executable's
+    link_map (an empty name) in a chain one of which names a libc."""
+    sz, order = target.pointer_size, target.endianness
+    one = (1).to_bytes(sz, order)
+    for r in target.regions():
+        if "w" not in r.perms or r.size > 1 << 20:
+            continue
+        try:
+            buf = target.read(r.start, r.size)
+        except MultiheapError:
+            continue
+        i = buf.find(one)
+        while i >= 0:
+            if i % sz == 0:
+                node = int.from_bytes(buf[i + sz:i + 2 * sz], order)
+                if node and _names_exe(target, node) and _names_libc(target, node):
+                    return r.start + i
+            i = buf.find(one, i + 1)
+    return None
+
+
+def _names_exe(target: Target, node: int) -> bool:
+    """Is ``node`` the executable's link_map (the first, named by an empty string)?"""
+    sz, order = target.pointer_size, target.endianness
+    try:
+        name_at = int.from_bytes(target.read(node + sz, sz), order)
+        return bool(name_at) and target.read(name_at, 1) == b"\0"
+    except MultiheapError:
+        return False
+
+
+def _names_libc(target: Target, node: int) -> bool:
+    sz, order = target.pointer_size, target.endianness
+    try:
+        for _ in range(64):
+            name_at = int.from_bytes(target.read(node + sz, sz), order)
+            if name_at and b"libc.so" in target.read(name_at, 128).split(b"\0", 1)[0]:
+                return True
+            node = int.from_bytes(target.read(node + 3 * sz, sz), order)
+            if not node:
+                return False
+    except MultiheapError:
+        return False
+    return False
+
+
 def link_map(target: Target) -> list[tuple[str, int]]:
     """(path as the loader names it, load bias) of each loaded object, from ld.so's
     ``_r_debug`` (``r_map``, one word in) and the public head of ``struct link_map``
@@ -91,7 +140,8 @@ def link_map(target: Target) -> list[tuple[str, int]]:
 
     out: list[tuple[str, int]] = []
     try:
-        r_debug = target.symbol("_r_debug") or _exe_r_debug(target)
+        r_debug = target.symbol("_r_debug") or _exe_r_debug(target) or \
+            _scan_r_debug(target)
         node = word(r_debug + sz) if r_debug else 0
         seen: set[int] = set()
         while node and node not in seen and len(out) < 4096:
@@ -130,8 +180,13 @@ def _host_path(name: str) -> str:
 
 
 def _interp(target: Target) -> str:
-    """The executable's PT_INTERP (ld.so's path: its link_map entry may have no name)."""
+    """The executable's PT_INTERP (ld.so's path: its link_map entry may have no name);
+    without an executable, the one ld-linux-* under the sysroot's lib."""
     mods = target.modules()
+    root = os.environ.get("MULTIHEAP_SYSROOT", "")
+    if not mods and root:
+        found = sorted(glob.glob(os.path.join(root, "lib", "ld-linux*.so*")))
+        return "/lib/" + os.path.basename(found[0]) if len(found) == 1 else ""
     try:
         from elftools.elf.elffile import ELFFile
 
