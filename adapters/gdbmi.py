@@ -18,6 +18,7 @@ from typing import Optional
 
 from multiheap.adapters import gdbtext
 from multiheap.adapters.gdbmi_process import TIMEOUT, GdbMiError, MiProcess, mi_quote
+from multiheap.elffile import file_build_id
 from multiheap.errors import MultiheapError, NoTargetError, TargetMemoryError, UsageError
 from multiheap.startup import core_segments
 from multiheap.target import Module, Region, Thread, TypeLayout
@@ -173,18 +174,18 @@ class GdbMiTarget:
         return self._maps
 
     def modules(self) -> list[Module]:
-        out = []  # gdb/MI names no build-id: the engine reads it from the file
+        out = []  # gdb/MI names no build-id: read from the file, as gdb itself does
         payload, _ = self.mi.request("-list-thread-groups")
         for g in payload.get("groups", []):
             exe = g.get("executable")
             if exe:
-                out.append(Module(exe, 0))
+                out.append(Module(exe, 0, file_build_id(exe)))
         payload, _ = self.mi.request("-file-list-shared-libraries")
         for lib in payload.get("shared-libraries", []):
             path = lib.get("host-name") or lib.get("target-name") or ""
             ranges = lib.get("ranges") or [{}]
             base = int(ranges[0].get("from", "0"), 16) if ranges[0] else 0
-            out.append(Module(path, base))
+            out.append(Module(path, base, file_build_id(path)))
         return out
 
     # symbols and types ----------------------------------------------------------------

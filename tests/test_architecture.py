@@ -43,11 +43,13 @@ def test_adapters_never_format_output():
 
 
 # What an adapter may import of multiheap: the protocol, the error types, the start-up
-# request, and the small helpers for a program's stdio and address arguments (plus its
-# sibling adapter modules).  Tracing glue (*_trace.py: breakpoints, then a shell) and
-# the registry's hook (registration.py) are not adapters of the protocol.
+# request, the ELF reader (a module's build-id), and the small helpers for a program's
+# stdio and address arguments (plus its sibling adapter modules).  Tracing glue
+# (*_trace.py: breakpoints, then a shell) and the registry's hook (registration.py) are
+# not adapters of the protocol.
 ADAPTER_MAY_IMPORT = {"multiheap.target", "multiheap.errors", "multiheap.progio",
-                      "multiheap.expr", "multiheap.startup", "multiheap.hookspecs"}
+                      "multiheap.expr", "multiheap.startup", "multiheap.hookspecs",
+                      "multiheap.elffile"}
 ADAPTER_MAX_LINES = 400
 
 
