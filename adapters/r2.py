@@ -108,7 +108,9 @@ class R2Target:
     # the machine ------------------------------------------------------------------
     @property
     def pointer_size(self) -> int:
-        return self._once("bits", lambda: int(self.cmd("e asm.bits").strip() or 64)) // 8
+        bits = self._once("bits", lambda: int(self.cmd("e asm.bits").strip() or 64))
+        # r2 sets asm.bits 16 at a Thumb address (32-bit arm): the word is still 4 bytes
+        return 4 if bits == 16 else bits // 8
 
     @property
     def endianness(self) -> str:

@@ -25,11 +25,13 @@ class Arch:
     tpoff: frozenset[int]  # GOT slot holds the thread-pointer offset (added)
     tpoff_sub: frozenset[int] = frozenset()  # slot holds the offset to subtract
     tp_register: str = ""
+    malloc_alignment: int = 0  # its own MALLOC_ALIGNMENT (0: 2 * SIZE_SZ)
 
 
 ARCHES = (
     Arch("x86_64", 62, 8, 2, frozenset({8}), frozenset({18}), tp_register="fs_base"),
-    Arch("i386", 3, 4, 2, frozenset({8}), frozenset({14}), frozenset({37}), "gs_base"),
+    Arch("i386", 3, 4, 2, frozenset({8}), frozenset({14}), frozenset({37}), "gs_base",
+         16),  # since 2.26
     Arch("aarch64", 183, 8, 1, frozenset({1027}), frozenset({1030}),
          tp_register="tpidr_el0"),
     Arch("arm", 40, 4, 1, frozenset({23}), frozenset({19}), tp_register="tpidruro"),

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional
 
-from multiheap import arch
+from multiheap import arch, linkmap
 from multiheap.elffile import (
     PT_TLS,
     SHT_SYMTAB,
@@ -123,9 +123,7 @@ def module_base(target: Target, module: Module) -> Optional[int]:
         return None
     found = lowest_mapping(regions, module.path)
     if found is None:
-        from multiheap.discovery.loaded import link_map_base  # discovery imports us
-
-        found = link_map_base(target, module.path)
+        found = linkmap.link_map_base(target, module.path)
     return found
 
 

@@ -54,7 +54,7 @@ class Heap(ChunkWalks, FreeLists):
         self.notes: list[str] = list(config.warnings)
 
     def _layout(self, name: str) -> Layout:
-        return layout(name, self.cfg.version, self.sz, self.cfg.endian)
+        return layout(name, self.cfg.version, self.sz, self.cfg.endian, self.cfg.arch)
 
     # helpers -------------------------------------------------------------------
     def read_struct(self, lay: Layout, addr: int) -> dict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Union
 
+from multiheap.arch import by_name
 from multiheap.target import byte_order
 
 Version = tuple[int, int]
@@ -134,6 +135,7 @@ class Params:
 
     version: Version
     ptr_size: int
+    arch: str = ""  # the host's machine name ("" : i386's rules for a 4-byte word)
 
     @property
     def size_sz(self) -> int:
@@ -141,8 +143,11 @@ class Params:
 
     @property
     def malloc_alignment(self) -> int:
-        # i386 uses 16 since 2.26 (sysdeps/i386/malloc-alignment.h); else 2*SIZE_SZ.
-        if self.ptr_size == 4 and self.version >= (2, 26):
+        # i386 uses 16 since 2.26 (sysdeps/i386/malloc-alignment.h); else 2*SIZE_SZ
+        # (arm: 8).  multiheap.arch says which machine has its own.
+        row = by_name(self.arch) if self.arch else None
+        if self.ptr_size == 4 and self.version >= (2, 26) and \
+                (row is None or row.malloc_alignment == 16):
             return 16
         return 2 * self.ptr_size
 
@@ -331,9 +336,11 @@ class Layout:
 
 
 @lru_cache(maxsize=None)
-def layout(name: str, version: Version, ptr_size: int, endian: str = "little") -> Layout:
-    """Resolve struct ``name`` for one glibc version and word size."""
-    params = Params(version, ptr_size)
+def layout(name: str, version: Version, ptr_size: int, endian: str = "little",
+           arch: str = "") -> Layout:
+    """Resolve struct ``name`` for one glibc version and word size (and machine: arm's
+    8-byte malloc alignment gives 32-bit arm one fastbin fewer than i386)."""
+    params = Params(version, ptr_size, arch)
     wide = ptr_size == 8
     offset = 0
     max_align = 1

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from multiheap.arch import ARCHES
 from multiheap.debugfile import add_debug_dirs, resolve_debug_dir
 from multiheap.elffile import (
     PT_LOAD,
@@ -96,7 +97,7 @@ def core_info(path: str) -> CoreInfo:
     return info
 
 
-_MACHINES = {3: "i386", 62: "x86_64", 183: "aarch64"}
+_MACHINES = {a.machine: a.name for a in ARCHES}  # i386, x86_64, aarch64, arm
 
 
 def _machine(path: str) -> Optional[int]:

@@ -1,15 +1,19 @@
-"""aarch64 under qemu-user: the glibc matrix's mallinfo test on real emulated processes.
+"""aarch64 and armhf under qemu-user: the glibc matrix's mallinfo test on real emulated
+processes.
 
 The threaded scenario (tests/programs/scenario.c, built by clang-16 for
-aarch64-linux-gnu) runs under ``qemu-aarch64 -L SYSROOT -g PORT``; gdb-multiarch with
-the plugin connects to qemu's gdb stub and stops it in checkpoint().  qemu 7.2's stub
-gives no memory map and no tpidr_el0, so multiheap finds each thread's pointer in
-glibc's thread rings (_rtld_global) and the heaps from the arenas themselves.
+aarch64-linux-gnu or arm-linux-gnueabihf) runs under ``qemu-aarch64``/``qemu-arm -L
+SYSROOT -g PORT``; gdb-multiarch with the plugin connects to qemu's gdb stub and stops
+it in checkpoint().  qemu 7.2's stub gives no memory map and no thread pointer
+(tpidr_el0, tpidruro), so multiheap finds each thread's pointer in glibc's thread rings
+(_rtld_global) and the heaps from the arenas themselves.
 
-Cells: the cross libc (libc6-arm64-cross, which has no debug package) without debug
-info; Debian's arm64 libc (libc6:arm64 unpacked by scripts/install/aarch64.sh) with
-its libc6-dbg and without.  After the live commands gdb sends SIGABRT: qemu writes its
-own core (memory and threads, no file notes), which the CLI reads with ``--sysroot``.
+Cells per machine: the cross libc (libc6-*-cross, which has no debug package) without
+debug info; Debian's own libc (libc6:arm64/armhf unpacked by scripts/install/arm.sh)
+with its libc6-dbg and without.  After the live commands gdb sends SIGABRT: qemu
+writes its own core (memory and threads, no file notes), which the CLI reads with
+``--sysroot`` (gdb/MI and r2) and lldb opens; lldb also joins qemu's stub
+(``gdb-remote``).
 """
 
 from __future__ import annotations
@@ -39,10 +43,18 @@ from test_glibc_matrix import test_bins_and_fastbins_match_malloc_info as bins_m
 from test_lldb import PLUGIN as PLUGIN_LLDB
 from test_lldb import lldb_python_path
 
-CROSS = Path("/usr/aarch64-linux-gnu")
-ARM64_ROOT = Path(os.environ.get("MULTIHEAP_ARM64_ROOT", "/opt/multiheap-arm64")) / "sysroot"
-SYSROOTS = {"cross": CROSS, "debian": ARM64_ROOT}
-CELLS = [("cross", False), ("debian", True), ("debian", False)]
+ARM_ROOT = Path(os.environ.get("MULTIHEAP_ARM_ROOT", "/opt/multiheap-arm"))
+# machine: (qemu, clang target, cross libc, Debian architecture, pointer size)
+MACHINES = {"aarch64": ("qemu-aarch64", "aarch64-linux-gnu", "arm64", 8),
+            "armhf": ("qemu-arm", "arm-linux-gnueabihf", "armhf", 4)}
+CELLS = [(m, c, d) for m in MACHINES for c, d in
+         (("cross", False), ("debian", True), ("debian", False))]
+IDS = [f"{m}-{c}-{'debug' if d else 'nodebug'}" for m, c, d in CELLS]
+
+
+def sysroot(machine: str, libc: str) -> Path:
+    _q, triple, deb, _sz = MACHINES[machine]
+    return Path("/usr") / triple if libc == "cross" else ARM_ROOT / deb / "sysroot"
 
 _DRIVER = r'''
 import json, os, time, gdb
@@ -76,9 +88,9 @@ gdb.execute("signal SIGABRT")  # qemu writes its core, then the program is gone
 '''
 
 
-def _program() -> Path:
+def _program(machine: str) -> Path:
     require("clang-16")
-    return build("scenario", cc="clang-16", cflags=("--target=aarch64-linux-gnu",))
+    return build("scenario", cc="clang-16", cflags=(f"--target={MACHINES[machine][1]}",))
 
 
 def _free_port() -> int:
@@ -97,16 +109,16 @@ def _empty_dir() -> Path:
     return d
 
 
-_RUNS: dict[tuple[str, bool], Run] = {}
+_RUNS: dict[tuple[str, str, bool], Run] = {}
 
 
-def live_run(libc: str, debug: bool) -> Run:
+def live_run(machine: str, libc: str, debug: bool) -> Run:
     """gdb-multiarch on the scenario under qemu's stub; the core qemu wrote is run.core."""
-    key = (libc, debug)
+    key = (machine, libc, debug)
     if key in _RUNS:
         return _RUNS[key]
-    qemu, gdb = require("qemu-aarch64"), require("gdb-multiarch")
-    exe, root = _program(), SYSROOTS[libc]
+    qemu, gdb = require(MACHINES[machine][0]), require("gdb-multiarch")
+    exe, root = _program(machine), sysroot(machine, libc)
     assert (root / "lib").is_dir(), f"{root}: run `bash scripts/setup.sh --tests`"
     work = Path(tempfile.mkdtemp(prefix="mh-a64-", dir=BUILD_DIR))
     truth, port = work / "truth.json", _free_port()
@@ -138,14 +150,14 @@ def live_run(libc: str, debug: bool) -> Run:
     return _RUNS[key]
 
 
-@pytest.fixture(params=CELLS, ids=[f"{c}-{'debug' if d else 'nodebug'}" for c, d in CELLS])
+@pytest.fixture(params=CELLS, ids=IDS)
 def cell(request) -> tuple[Run, bool]:
-    return live_run(*request.param), request.param[1]
+    return live_run(*request.param), request.param[2]
 
 
 def test_mallinfo_equals_the_targets_own(cell):
     run, _ = cell
-    assert run.truth.pointer_size == 8 and run.truth.threads == 3
+    assert run.truth.threads == 3
     assert run.json("ptstats --json")["mallinfo2"] == run.truth.mallinfo2
 
 
@@ -180,23 +192,24 @@ def test_config_says_how(cell):
     assert run.core is not None and run.core.stat().st_size > 0  # qemu's, on SIGABRT
 
 
-_CLI: dict[tuple[str, bool, str], Run] = {}
+_CLI: dict[tuple[str, str, bool, str], Run] = {}
 
 
-def cli_core_run(libc: str, debug: bool, backend: str = "gdb-mi") -> Run:
+def cli_core_run(machine: str, libc: str, debug: bool, backend: str = "gdb-mi") -> Run:
     """``multiheap --core`` (gdb/MI: gdb-multiarch; or r2) on the core qemu wrote, with
     ``--sysroot`` (and ``--debug-dir`` for the debug cell)."""
-    key = (libc, debug, backend)
+    key = (machine, libc, debug, backend)
     if key not in _CLI:
-        live = live_run(libc, debug)
+        live = live_run(machine, libc, debug)
         assert live.core is not None, "qemu wrote no core"
-        root = SYSROOTS[libc]
+        root = sysroot(machine, libc)
         dirs = ["--debug-dir", str(root / "usr/lib/debug")] if debug else []
         env = dict(gdb_env(), MULTIHEAP_NO_DEBUG_FILES="" if debug else "1")
         env.pop("MULTIHEAP_DEBUG_DIRS", None)
         proc = subprocess.run([str(VENV / "bin" / "multiheap"), "--backend", backend,
                                "--core", str(live.core),
-                               "--exe", str(_program()), "--sysroot", str(root), *dirs],
+                               "--exe", str(_program(machine)), "--sysroot", str(root),
+                               *dirs],
                               input="\n".join(COMMANDS) + "\n", capture_output=True,
                               text=True, env=env, timeout=300)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -206,13 +219,12 @@ def cli_core_run(libc: str, debug: bool, backend: str = "gdb-mi") -> Run:
     return _CLI[key]
 
 
-CORE_CELLS = [(c, d, b) for c, d in CELLS for b in ("gdb-mi", "r2")]
+CORE_CELLS = [(*c, b) for c in CELLS for b in ("gdb-mi", "r2")]
 
 
-@pytest.fixture(params=CORE_CELLS, ids=[f"{b}-{c}-{'debug' if d else 'nodebug'}"
-                                        for c, d, b in CORE_CELLS])
+@pytest.fixture(params=CORE_CELLS, ids=[f"{b}-{i}" for i in IDS for b in ("gdb-mi", "r2")])
 def core_cell(request) -> tuple[Run, bool]:
-    return cli_core_run(*request.param), request.param[1]
+    return cli_core_run(*request.param), request.param[2]
 
 
 def test_core_mallinfo_equals_the_targets_own(core_cell):
@@ -228,7 +240,7 @@ def test_core_tcaches_and_modules(core_cell):
     # a qemu core has no file notes: libc comes from ld.so's link_map in its memory
     run, debug = core_cell
     cfg = run.json("ptconfig --json")
-    assert cfg["state"] == "core" and cfg["arch"] == "aarch64"
+    assert cfg["state"] == "core" and cfg["arch"] in ("aarch64", "arm", "armv7")
     # (r2 reads no debug files: its "debug info" is multiheap's reader of the sysroot's)
     assert cfg["structures"]["main_arena"]["how"].startswith(
         "debug info" if debug else "heuristic"), cfg["structures"]
@@ -281,22 +293,23 @@ if cfg.get("port"):
     do("process kill")
 lldb.SBDebugger.Destroy(dbg)
 """
-_LLDB: dict[tuple[str, bool, bool], Run] = {}
+_LLDB: dict[tuple[str, str, bool, bool], Run] = {}
 
 
-def lldb_run(libc: str, debug: bool, core: bool) -> Run:
+def lldb_run(machine: str, libc: str, debug: bool, core: bool) -> Run:
     """lldb-16 with the plugin: ``gdb-remote`` to qemu's stub, or qemu's core (the live
     gdb cell's) with ``target create --core``; the sysroot's libraries through
     target.exec-search-paths, its debug files through MULTIHEAP_DEBUG_DIRS."""
-    key = (libc, debug, core)
+    key = (machine, libc, debug, core)
     if key in _LLDB:
         return _LLDB[key]
-    root, exe = SYSROOTS[libc], _program()
+    root, exe = sysroot(machine, libc), _program(machine)
     work = Path(tempfile.mkdtemp(prefix="mh-a64-lldb-", dir=BUILD_DIR))
     truth = work / "truth.json"
-    search = f"{root}/lib {root}/lib/aarch64-linux-gnu"
+    search = f"{root}/lib {root}/lib/{MACHINES[machine][1]}"
     pre = [f"settings set target.exec-search-paths {search}",
-           f"target create {exe}" + (f" --core {live_run(libc, debug).core}" if core else ""),
+           f"target create {exe}"
+           + (f" --core {live_run(machine, libc, debug).core}" if core else ""),
            f"command script import {PLUGIN_LLDB}"]
     port = None if core else _free_port()
     cfg = {"lldb_path": lldb_python_path(), "pre": pre, "port": port,
@@ -307,7 +320,7 @@ def lldb_run(libc: str, debug: bool, core: bool) -> Run:
                MULTIHEAP_NO_DEBUG_FILES="" if debug else "1",
                MULTIHEAP_DEBUG_DIRS=str(root / "usr/lib/debug") if debug else "")
     prog = None if core else subprocess.Popen(
-        [require("qemu-aarch64"), "-L", str(root), "-g", str(port), str(exe), "threads",
+        [require(MACHINES[machine][0]), "-L", str(root), "-g", str(port), str(exe), "threads",
          str(truth)], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         proc = subprocess.run(["/usr/bin/python3", str(work / "driver.py")], env=env,
@@ -318,18 +331,17 @@ def lldb_run(libc: str, debug: bool, core: bool) -> Run:
             prog.wait()
     results = work / "results.json"
     assert results.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    t = live_run(libc, debug).truth if core else Truth.load(truth)
+    t = live_run(machine, libc, debug).truth if core else Truth.load(truth)
     _LLDB[key] = Run(t, json.loads(results.read_text()), None, proc.stderr)
     return _LLDB[key]
 
 
-LLDB_CELLS = [(c, d, k) for c, d in CELLS for k in (False, True)]
+LLDB_CELLS = [(*c, k) for c in CELLS for k in (False, True)]
 
 
-@pytest.fixture(params=LLDB_CELLS, ids=[f"{c}-{'debug' if d else 'nodebug'}-"
-                                        f"{'core' if k else 'live'}" for c, d, k in LLDB_CELLS])
+@pytest.fixture(params=LLDB_CELLS, ids=[f"{i}-{k}" for i in IDS for k in ("live", "core")])
 def lldb_cell(request) -> tuple[Run, bool]:
-    return lldb_run(*request.param), request.param[1]
+    return lldb_run(*request.param), request.param[2]
 
 
 def test_lldb_mallinfo_equals_the_targets_own(lldb_cell):

@@ -251,7 +251,7 @@ def check_arena(target: Target, addr: int, p: Params, endian: str = "little",
     few bins or fastbins pointing nowhere) are appended to ``soft`` instead when a
     list is given: the arena is still the arena, and the walks mark the damage.
     """
-    L = layout("malloc_state", p.version, p.ptr_size, endian)
+    L = layout("malloc_state", p.version, p.ptr_size, endian, p.arch)
     sz = p.ptr_size
     regions = target.regions()
     warn = soft if soft is not None else []
@@ -324,8 +324,8 @@ def check_arena(target: Target, addr: int, p: Params, endian: str = "little",
 def check_mp(target: Target, addr: int, arena: int, p: Params,
              endian: str = "little") -> Optional[str]:
     """None if ``addr`` holds a believable malloc_par for main_arena at ``arena``."""
-    L = layout("malloc_par", p.version, p.ptr_size, endian)
-    La = layout("malloc_state", p.version, p.ptr_size, endian)
+    L = layout("malloc_par", p.version, p.ptr_size, endian, p.arch)
+    La = layout("malloc_state", p.version, p.ptr_size, endian, p.arch)
     try:
         f = L.parse(target.read(addr, L.size))
     except TargetMemoryError:
@@ -346,7 +346,7 @@ def check_mp(target: Target, addr: int, arena: int, p: Params,
 
 # ----------------------------------------------------------------- tcache
 def tcache_chunk_size(p: Params, endian: str = "little") -> int:
-    L = layout("tcache_perthread_struct", p.version, p.ptr_size, endian)
+    L = layout("tcache_perthread_struct", p.version, p.ptr_size, endian, p.arch)
     req = L.size + p.ptr_size
     return max(p.minsize, (req + p.align_mask) & ~p.align_mask)
 
@@ -355,7 +355,7 @@ def check_tcache(target: Target, ptr: int, p: Params, endian: str = "little",
                  dummy_ok: Optional[list[Region]] = None) -> Optional[str]:
     """None if ``ptr`` is a tcache_perthread_struct in a heap chunk of the right size."""
     sz = p.ptr_size
-    L = layout("tcache_perthread_struct", p.version, sz, endian)
+    L = layout("tcache_perthread_struct", p.version, sz, endian, p.arch)
     regions = target.regions()
     try:
         f = L.parse(target.read(ptr, L.size))

@@ -98,7 +98,7 @@ class Config:
 
     @property
     def params(self) -> Params:
-        return Params(self.version, self.ptr_size)
+        return Params(self.version, self.ptr_size, self.arch)
 
     @property
     def how(self) -> dict[str, str]:

@@ -8,21 +8,19 @@ top chunk, every other arena's from its ``heap_info`` (the same walk as
 of the target whose regions add those heaps where the host reported none, so the
 checks that want a pointer to lie in mapped memory (a tcache entry, an arena's top)
 can pass.  Mmapped chunks stay unknown without a map: nothing in malloc points at
-them.
+them.  :func:`with_modules` adds the modules ld.so's link_map lists (multiheap.linkmap)
+when the host lists no libc (a core without file notes) or, on arm, no ld.so.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Any, Optional
 
-from multiheap import arch
+from multiheap import arch, linkmap
 from multiheap.errors import MultiheapError
 from multiheap.glibc import find_libc
 from multiheap.target import Module, Region, Target
-
-DT_DEBUG = 21
 
 
 class _WithRegions:
@@ -39,137 +37,6 @@ class _WithRegions:
         return sorted(self._inner.regions() + self._extra, key=lambda r: r.start)
 
 
-def _exe_r_debug(target: Target) -> Optional[int]:
-    """``r_debug`` from the executable's ``DT_DEBUG``: its ``.dynamic`` (read-only once
-    RELRO is applied) is found in memory by the file's sequence of tags (ld.so adds the
-    load bias to some values in place and writes DT_DEBUG's), which gives the load bias
-    of a position-independent executable too."""
-    mods = target.modules()
-    exe = mods[0].path if mods and ".so" not in os.path.basename(mods[0].path) else None
-    if not exe:
-        return None
-    try:
-        from elftools.elf.elffile import ELFFile
-
-        with open(exe, "rb") as fh:
-            elf = ELFFile(fh)
-            dyn = next((s for s in elf.iter_segments() if s["p_type"] == "PT_DYNAMIC"), None)
-            if dyn is None:
-                return None
-            vaddr, data, pie = dyn["p_vaddr"], dyn.data(), elf["e_type"] == "ET_DYN"
-    except Exception:  # noqa: BLE001 - any unreadable file: no answer from it
-        return None
-    sz, order = target.pointer_size, target.endianness
-    entries = [(int.from_bytes(data[i:i + sz], order),
-                int.from_bytes(data[i + sz:i + 2 * sz], order))
-               for i in range(0, len(data) - 2 * sz + 1, 2 * sz)]
-    at = next((i for i, (tag, _v) in enumerate(entries) if tag == DT_DEBUG), None)
-    if at is None or at == 0:
-        return None
-    tags = [tag for tag, _v in entries[:at + 1]]
-    spots = [vaddr] if not pie else [
-        r.start + (vaddr - r.start) % 0x1000 + k for r in target.regions() if "r" in r.perms
-        for k in range(0, r.size, 0x1000)]
-    for a in spots:
-        try:
-            buf = target.read(a, (at + 1) * 2 * sz)
-        except MultiheapError:
-            continue
-        if [int.from_bytes(buf[i:i + sz], order) for i in range(0, len(buf), 2 * sz)] == tags:
-            return int.from_bytes(buf[-sz:], order) or None
-    return None
-
-
-def _scan_r_debug(target: Target) -> Optional[int]:
-    """``r_debug`` found by what it is, for a host that names no executable (r2 on a
-    core): in a small writable region, ``r_version`` 1, then ``r_map``: the executable's
-    link_map (an empty name) in a chain one of which names a libc."""
-    sz, order = target.pointer_size, target.endianness
-    one = (1).to_bytes(sz, order)
-    for r in target.regions():
-        if "w" not in r.perms or r.size > 1 << 20:
-            continue
-        try:
-            buf = target.read(r.start, r.size)
-        except MultiheapError:
-            continue
-        i = buf.find(one)
-        while i >= 0:
-            if i % sz == 0:
-                node = int.from_bytes(buf[i + sz:i + 2 * sz], order)
-                if node and _names_exe(target, node) and _names_libc(target, node):
-                    return r.start + i
-            i = buf.find(one, i + 1)
-    return None
-
-
-def _names_exe(target: Target, node: int) -> bool:
-    """Is ``node`` the executable's link_map (the first, named by an empty string)?"""
-    sz, order = target.pointer_size, target.endianness
-    try:
-        name_at = int.from_bytes(target.read(node + sz, sz), order)
-        return bool(name_at) and target.read(name_at, 1) == b"\0"
-    except MultiheapError:
-        return False
-
-
-def _names_libc(target: Target, node: int) -> bool:
-    sz, order = target.pointer_size, target.endianness
-    try:
-        for _ in range(64):
-            name_at = int.from_bytes(target.read(node + sz, sz), order)
-            if name_at and b"libc.so" in target.read(name_at, 128).split(b"\0", 1)[0]:
-                return True
-            node = int.from_bytes(target.read(node + 3 * sz, sz), order)
-            if not node:
-                return False
-    except MultiheapError:
-        return False
-    return False
-
-
-def link_map(target: Target) -> list[tuple[str, int]]:
-    """(path as the loader names it, load bias) of each loaded object, from ld.so's
-    ``_r_debug`` (``r_map``, one word in) and the public head of ``struct link_map``
-    (``l_addr, l_name, l_ld, l_next``): the modules of a host that lists none or no
-    bases (qemu's stub, a core without file notes)."""
-    sz, order = target.pointer_size, target.endianness
-
-    def word(addr: int) -> int:
-        return int.from_bytes(target.read(addr, sz), order)
-
-    out: list[tuple[str, int]] = []
-    try:
-        r_debug = target.symbol("_r_debug") or _exe_r_debug(target) or \
-            _scan_r_debug(target)
-        node = word(r_debug + sz) if r_debug else 0
-        seen: set[int] = set()
-        while node and node not in seen and len(out) < 4096:
-            seen.add(node)
-            addr, name_at = word(node), word(node + sz)
-            try:  # ld.so's own name may lie in a page a core left out
-                name = target.read(name_at, 256).split(b"\0", 1)[0] if name_at else b""
-            except MultiheapError:
-                name = b""
-            out.append((name.decode(errors="replace"), addr))
-            node = word(node + 3 * sz)
-    except MultiheapError:
-        pass
-    return out
-
-
-def link_map_base(target: Target, path: str) -> Optional[int]:
-    """The load bias ld.so's link_map gives the object ``path`` names (a host path under
-    a sysroot ends with the loader's path; else the same file name)."""
-    entries = [(n, a) for n, a in link_map(target) if n]
-    for n, a in entries:
-        if path.endswith(n):
-            return a
-    base = os.path.basename(path)
-    hits = [a for n, a in entries if os.path.basename(n) == base]
-    return hits[0] if len(hits) == 1 else None
-
-
 def _host_path(name: str) -> str:
     """The host's copy of the loader's ``name``: under ``MULTIHEAP_SYSROOT`` (the CLI's
     ``--sysroot``, gdb's ``set sysroot``) when it is there."""
@@ -177,26 +44,6 @@ def _host_path(name: str) -> str:
     if root and os.path.isfile(os.path.join(root, name.lstrip("/"))):
         return os.path.join(root, name.lstrip("/"))
     return name
-
-
-def _interp(target: Target) -> str:
-    """The executable's PT_INTERP (ld.so's path: its link_map entry may have no name);
-    without an executable, the one ld-linux-* under the sysroot's lib."""
-    mods = target.modules()
-    root = os.environ.get("MULTIHEAP_SYSROOT", "")
-    if not mods and root:
-        found = sorted(glob.glob(os.path.join(root, "lib", "ld-linux*.so*")))
-        return "/lib/" + os.path.basename(found[0]) if len(found) == 1 else ""
-    try:
-        from elftools.elf.elffile import ELFFile
-
-        with open(mods[0].path, "rb") as fh:
-            for s in ELFFile(fh).iter_segments():
-                if s["p_type"] == "PT_INTERP":
-                    return s.get_interp_name()
-    except Exception:  # noqa: BLE001 - no executable file: no name
-        pass
-    return ""
 
 
 def _segments(path: str, bias: int) -> list[Region]:
@@ -258,12 +105,28 @@ def with_modules(target: Target) -> Target:
     if find_libc(target) is not None and (arch.tls_variant(target.arch) == 2
                                           or _symbol(target, "_rtld_global")):
         return target  # (arm's thread pointers come from ld.so's _rtld_global)
-    interp = _interp(target)
+    interp = _host_path(linkmap.interp(target))
     have = {os.path.basename(m.path) for m in target.modules() if m.base}  # (lldb: 0 =
     # listed, not loaded)
-    mods = [Module(_host_path(n or interp), a) for n, a in link_map(target)[1:]
-            if (n or interp) and os.path.basename(n or interp) not in have]
+    mods = []
+    for n, a, ld in linkmap.link_map_entries(target)[1:]:
+        # a name a core left out: ld.so's, if its .dynamic sits where l_ld says
+        path = _host_path(n) if n else interp if _dynamic_at(interp, a, ld) else ""
+        if path and os.path.basename(path) not in have:
+            mods.append(Module(path, a))
     return _WithModules(target, mods) if mods else target  # type: ignore[return-value]
+
+
+def _dynamic_at(path: str, bias: int, l_ld: int) -> bool:
+    """Does the file's PT_DYNAMIC, loaded at ``bias``, sit at ``l_ld``?"""
+    try:
+        from elftools.elf.elffile import ELFFile
+
+        with open(path, "rb") as fh:
+            return any(s["p_type"] == "PT_DYNAMIC" and bias + s["p_vaddr"] == l_ld
+                       for s in ELFFile(fh).iter_segments())
+    except Exception:  # noqa: BLE001 - an unreadable file is not it
+        return False
 
 
 def _symbol(target: Target, name: str) -> Optional[int]:

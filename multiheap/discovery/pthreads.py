@@ -53,10 +53,13 @@ def ring_nodes(target: Target, tids: list[int]) -> dict[int, int]:
         return {}
     w = _Words(target)
     sz, want = w.sz, set(tids)
-    try:
-        buf = target.read(head, _SCAN)
-    except MultiheapError:
-        return {}
+    buf = b""
+    for n in range(_SCAN, 0, -0x100):  # _rtld_global may end near its mapping's end
+        try:
+            buf = target.read(head, n)
+            break
+        except MultiheapError:
+            continue
     out: dict[int, int] = {}
     for off in range(0, len(buf) - 2 * sz + 1, sz):
         h = head + off

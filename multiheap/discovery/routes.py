@@ -163,7 +163,8 @@ class Structures:
             return chain.found(forced, FORCED)
         hit = self.symbol(chain, "main_arena")
         if hit is None:
-            L = layout("malloc_state", self.p.version, self.p.ptr_size, self.endian)
+            L = layout("malloc_state", self.p.version, self.p.ptr_size, self.endian,
+                       self.p.arch)
             lf = self.lf
             cands = evidence.arena_candidates_in_file(lf.facts, L, self.p.ptr_size) \
                 if lf is not None and lf.facts is not None else []
@@ -179,7 +180,8 @@ class Structures:
         return evidence.check_arena(self.target, addr, self.p, self.endian, soft=soft)
 
     def _scan_arena(self, chain: Chain) -> Optional[tuple[int, str]]:
-        L = layout("malloc_state", self.p.version, self.p.ptr_size, self.endian)
+        L = layout("malloc_state", self.p.version, self.p.ptr_size, self.endian,
+                       self.p.arch)
         tried = []
         for addr in evidence.arena_candidates_in_memory(
                 self.target, _libc_regions(self.target, self.lf), L, self.p.ptr_size):
@@ -201,7 +203,8 @@ class Structures:
         if forced is not None:
             return chain.found(forced, FORCED)
         hit = self.symbol(chain, "mp_")
-        L = layout("malloc_par", self.p.version, self.p.ptr_size, self.endian)
+        L = layout("malloc_par", self.p.version, self.p.ptr_size, self.endian,
+                       self.p.arch)
         if hit is None:
             lf = self.lf
             cands = evidence.mp_candidates_in_file(lf.facts, L, self.p) \
@@ -234,7 +237,7 @@ class Structures:
 
 def initialised(target: Target, arena: int, p: Params, endian: str) -> bool:
     """False while malloc_init_state has not run: top and every bin still zero."""
-    L = layout("malloc_state", p.version, p.ptr_size, endian)
+    L = layout("malloc_state", p.version, p.ptr_size, endian, p.arch)
     try:
         f = L.parse(target.read(arena, L.size))
     except MultiheapError:
@@ -244,7 +247,7 @@ def initialised(target: Target, arena: int, p: Params, endian: str) -> bool:
 
 def damaged_fields(target: Target, cfg_mp: int, p: Params, endian: str) -> list[str]:
     """Fields of mp_ a corrupted heap changed beyond what glibc allows (warnings)."""
-    L = layout("malloc_par", p.version, p.ptr_size, endian)
+    L = layout("malloc_par", p.version, p.ptr_size, endian, p.arch)
     try:
         f = L.parse(target.read(cfg_mp, L.size))
     except MultiheapError as e:
@@ -262,7 +265,7 @@ def damaged_fields(target: Target, cfg_mp: int, p: Params, endian: str) -> list[
 def damaged_arena(target: Target, arena: int, p: Params, endian: str) -> list[str]:
     """Fields of main_arena a corrupted heap changed beyond what glibc keeps (warnings):
     ``system_mem <= max_system_mem`` (not whole pages: a foreign sbrk's correction is not)."""
-    L = layout("malloc_state", p.version, p.ptr_size, endian)
+    L = layout("malloc_state", p.version, p.ptr_size, endian, p.arch)
     try:
         f = L.parse(target.read(arena, L.size))
     except MultiheapError as e:
