@@ -26,6 +26,7 @@ class Arch:
     tpoff_sub: frozenset[int] = frozenset()  # slot holds the offset to subtract
     tp_register: str = ""
     malloc_alignment: int = 0  # its own MALLOC_ALIGNMENT (0: 2 * SIZE_SZ)
+    tcb_words: int = 0  # variant I: where tcbhead_t {dtv, private} is, in words from tp
 
 
 ARCHES = (
@@ -35,11 +36,15 @@ ARCHES = (
     Arch("aarch64", 183, 8, 1, frozenset({1027}), frozenset({1030}),
          tp_register="tpidr_el0"),
     Arch("arm", 40, 4, 1, frozenset({23}), frozenset({19}), tp_register="tpidruro"),
+    # riscv: the thread pointer points just past tcbhead_t, at the first TLS block
+    Arch("riscv64", 243, 8, 1, frozenset({3}), frozenset({11}), tp_register="tp",
+         tcb_words=-2),
 )
 _BY_MACHINE = {a.machine: a for a in ARCHES}
 _BY_NAME = {a.name: a for a in ARCHES}
 # the names hosts give (gdb: "aarch64", "arm", "armv7"; lldb: "aarch64", "arm64", "armv7")
-_ALIASES = {"arm64": "aarch64", "x86-64": "x86_64", "i686": "i386", "i386:x86-64": "x86_64"}
+_ALIASES = {"arm64": "aarch64", "x86-64": "x86_64", "i686": "i386", "i386:x86-64": "x86_64",
+            "riscv:rv64": "riscv64", "riscv": "riscv64"}
 
 
 def by_machine(machine: int) -> Optional[Arch]:
@@ -61,5 +66,12 @@ def tls_variant(name: str) -> int:
     return a.tls_variant if a else 2
 
 
-MACHINE_NAMES = {"EM_X86_64": 62, "EM_386": 3, "EM_AARCH64": 183, "EM_ARM": 40}
+def tcb_offset(name: str, word: int) -> int:
+    """Variant I: bytes from the thread pointer to tcbhead_t (arm 0, riscv -16)."""
+    a = by_name(name)
+    return a.tcb_words * word if a else 0
+
+
+MACHINE_NAMES = {"EM_X86_64": 62, "EM_386": 3, "EM_AARCH64": 183, "EM_ARM": 40,
+                 "EM_RISCV": 243}
 """pyelftools' names of ``e_machine`` for the machines above."""

@@ -237,13 +237,13 @@ def tls_address(target: Target, name: str, thread: Thread, tp: Optional[int],
 
     above = arch.tls_variant(target.arch) == 1  # arm: tcbhead_t {dtv, ...} at tp
     try:
-        dtv = ptr(tp if above else tp + ps)
+        dtv = ptr(tp + arch.tcb_offset(target.arch, ps) if above else tp + ps)
         count = ptr(dtv - 2 * ps)  # dtv[-1].counter: slots allocated
         blocks = []
         for modid in range(1, min(count, 64) + 1):
             block = ptr(dtv + 2 * ps * modid)
             if block in (0, (1 << 8 * ps) - 1) or \
-                    not 0 < (block - tp if above else tp - block) <= 1 << 20:
+                    not 0 <= (block - tp if above else tp - block - 1) < 1 << 20:
                 continue
             blocks.append(block)
     except (MultiheapError, OverflowError):

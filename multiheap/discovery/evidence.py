@@ -483,7 +483,7 @@ def tls_offsets(target: Target, facts: Optional[ElfFacts], bias: Optional[int],
         if v >> (8 * sz - 1):
             v -= mask + 1
         off = v * sign
-        if (0 < off < 1 << 20 if above else -(1 << 20) < off < 0) and off not in out:
+        if (0 <= off < 1 << 20 if above else -(1 << 20) < off < 0) and off not in out:
             out.append(off)
     if above and out and facts.tls_size:
         # aarch64's code reaches some variables (tcache) from a neighbour's GOT slot

@@ -143,6 +143,6 @@ def static_tls_offset(target: Target, name: str) -> Optional[int]:
     block = libc_tls_offset(target)
     if block is None or block <= 0:
         return None
-    if arch.tls_variant(target.arch) == 1:  # arm, aarch64: the block is at tp + offset
-        return -(block + value)
+    if arch.tls_variant(target.arch) == 1:  # arm, aarch64: the block is at the tcb + offset
+        return -(block + value + arch.tcb_offset(target.arch, target.pointer_size))
     return block - value

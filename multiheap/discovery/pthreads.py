@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from multiheap import arch
 from multiheap.errors import MultiheapError
 from multiheap.target import Target
 
@@ -78,20 +79,21 @@ def ring_nodes(target: Target, tids: list[int]) -> dict[int, int]:
     return out
 
 
-def _tcb_at(w: _Words, tp: int) -> bool:
-    """Is ``tp`` a variant-I thread pointer: a tcbhead_t whose DTV's first module block
-    lies just above it?"""
-    dtv = w(tp)
+def _tcb_at(w: _Words, tp: int, tcb: int = 0) -> bool:
+    """Is ``tp`` a variant-I thread pointer: a tcbhead_t (``tcb`` bytes from it) whose
+    DTV's first module block lies just past the tcbhead?"""
+    dtv = w(tp + tcb)
     if not dtv or dtv & (w.sz - 1):
         return False
     slots, block = w(dtv - 2 * w.sz), w(dtv + 2 * w.sz)
     return slots is not None and block is not None and 0 < slots < 0x10000 \
-        and 2 * w.sz <= block - tp < 0x10000
+        and tcb + 2 * w.sz <= block - tp < 0x10000
 
 
 def is_variant1_tcb(target: Target, tp: int) -> bool:
     """The variant-I check of a thread pointer a host gave (tpidr_el0, tpidruro)."""
-    return tp > 0xFFFF and _tcb_at(_Words(target), tp)
+    return tp > 0xFFFF and _tcb_at(_Words(target), tp,
+                                   arch.tcb_offset(target.arch, target.pointer_size))
 
 
 def variant1_pointers(target: Target, tids: list[int]) -> dict[int, int]:
@@ -100,8 +102,8 @@ def variant1_pointers(target: Target, tids: list[int]) -> dict[int, int]:
     if not nodes:
         return {}
     w = _Words(target)
-    step = 2 * w.sz
+    step, tcb = 2 * w.sz, arch.tcb_offset(target.arch, w.sz)
     for k in range(step, _TCB_REACH, step):
-        if all(_tcb_at(w, n + k) for n in nodes.values()):
+        if all(_tcb_at(w, n + k, tcb) for n in nodes.values()):
             return {t: n + k for t, n in nodes.items()}
     return {}

@@ -13,7 +13,8 @@
 # arm64 and armhf added, 2026-12-01) and unpacked (dpkg-deb -x, nothing installed for
 # ARCH) into $MULTIHEAP_ARM_ROOT/ARCH (default /opt/multiheap-arm): a sysroot for
 # qemu -L and gdb's sysroot, its usr/lib/debug for gdb's debug-file-directory.
-# riscv64: Debian 12 has no riscv64 port (no libc6:riscv64), only the cross libc.
+# riscv64: Debian 12 has no riscv64 port (no libc6:riscv64, no libc6-dbg), so only the
+# cross libc (libc6-dev-riscv64-cross) and no debug cells.
 #
 # Idempotent: quick when done.  Not root and missing: prints the command, exits 1.
 set -euo pipefail
@@ -24,7 +25,8 @@ root=${MULTIHEAP_ARM_ROOT:-/opt/multiheap-arm}
 arches=(arm64 armhf)
 missing_packages qemu-user gdb-multiarch clang-16 binutils-aarch64-linux-gnu \
     libc6-dev-arm64-cross libgcc-12-dev-arm64-cross binutils-arm-linux-gnueabihf \
-    libc6-dev-armhf-cross libgcc-12-dev-armhf-cross
+    libc6-dev-armhf-cross libgcc-12-dev-armhf-cross binutils-riscv64-linux-gnu \
+    libc6-dev-riscv64-cross libgcc-12-dev-riscv64-cross
 need_root=0
 [ "${#missing[@]}" -eq 0 ] || need_root=1
 for a in "${arches[@]}"; do
