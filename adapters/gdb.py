@@ -230,7 +230,9 @@ class GdbTarget:
                     frame.select()
 
     def thread_pointer(self, thread: Thread) -> Optional[int]:
-        reg = "$fs_base" if self.arch == "x86_64" else "$gs_base"
+        # gdb's name for each machine's thread pointer (qemu's stub gives only riscv's)
+        reg = {"x86_64": "$fs_base", "aarch64": "$tpidr", "riscv:rv64": "$tp"}.get(
+            self.arch, "$tpidruro" if self.arch.startswith("arm") else "$gs_base")
         with self._in_thread(thread) as ok:
             if not ok:
                 return None

@@ -275,8 +275,10 @@ class GdbMiTarget:
         return sorted(out, key=lambda t: t.num)
 
     def thread_pointer(self, thread: Thread) -> Optional[int]:
-        """$fs_base / $gs_base (i386 gdb has none: discovery finds it another way)."""
-        reg = "$fs_base" if self.arch == "x86_64" else "$gs_base"
+        """$fs_base / $gs_base (i386 gdb has none: discovery finds it another way);
+        $tpidr, $tpidruro, $tp on aarch64, arm and riscv64."""
+        reg = {"x86_64": "$fs_base", "aarch64": "$tpidr", "riscv:rv64": "$tp"}.get(
+            self.arch, "$tpidruro" if self.arch.startswith("arm") else "$gs_base")
         try:
             return gdbtext.parse_value(self._eval(reg, thread.num), 8 * self.pointer_size)
         except GdbMiError:

@@ -508,7 +508,8 @@ def find_tcache_offset(target: Target, tps: list[int], p: Params,
     sz = p.ptr_size
     tps = [tp for tp in tps if tp]
     if not tps:
-        return None, "no thread pointer (fs_base/gs_base) to find the TLS tcache with"
+        return None, "no thread pointer (fs_base/gs_base, tpidr_el0...) to find the TLS " \
+            "tcache with"
     how = "libc's TPOFF relocations"
     cands = offsets
     if not cands:

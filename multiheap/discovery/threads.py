@@ -56,7 +56,8 @@ def thread_pointers(target: Target, threads: list[Thread], sz: int,
         else:
             why = "the host does not give it"
         if tp and is_tcb(target, tp, sz, endian):
-            out[t.num] = chain.found(tp, "register (fs_base/gs_base)")
+            out[t.num] = chain.found(tp, "register (fs_base/gs_base; tpidr_el0, tpidruro, "
+                                         "tp on arm and riscv)")
             continue
         chain.reject("register", why if not tp else f"{tp:#x} holds no tcbhead")
     missing = [t for t in threads if t.num not in out]
