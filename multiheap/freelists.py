@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections.abc import Iterator
-from typing import Optional
+from typing import Any, Generator, Optional
 
 from multiheap.errors import TargetMemoryError
 from multiheap.heaptypes import (
@@ -48,6 +48,10 @@ class Listed:
         if piece:
             self.runs.append(array("Q", sorted(piece)))
         self.entries = sum(len(r) for r in self.runs)  # with repeats
+        r = self.runs[0] if self.runs else array("Q")
+        # one sorted run and no chunk in two lists: each key is one listed chunk
+        self.unique = len(self.runs) <= 1 and not any(
+            [a >> 2 == b >> 2 for a, b in zip(r, r[1:])])
 
     def get(self, addr: int) -> Optional[str]:
         found = None
@@ -98,7 +102,46 @@ class FreeLists:
 
     def _walk_list(self, fl: FreeList, first: int, end: int, protect: bool = False,
                    ptr_bias: int = 0, index_of=None, exact: int = 0) -> None:
-        """Follow the links of one free list from chunk ``first`` until ``end``.
+        """Follow the links of one free list from chunk ``first`` until ``end``
+        (:meth:`_list_steps`, each block it needs read when it asks)."""
+        self._walk_lists([self._list_steps(fl, first, end, protect, ptr_bias, index_of,
+                                           exact)])
+
+    def _walk_lists(self, steps: list[Generator[int, Any, None]]) -> None:
+        """Run several list walks together: each asks for the block holding an
+        address; the window needed by most of them is read next and every walk that
+        waits for it goes on.  Lists swept in the same order (a heap's fastbins)
+        thus read each window of a huge heap once, not once per list."""
+        waiting: dict[Any, int] = {}
+        for g in steps:
+            try:
+                waiting[g] = next(g)
+            except StopIteration:
+                pass
+        need = 3 * self.sz
+        while waiting:
+            if len(waiting) == 1:
+                g, p = next(iter(waiting.items()))
+            else:
+                counts: dict[int, int] = {}
+                for a in waiting.values():
+                    counts[a >> 22] = counts.get(a >> 22, 0) + 1
+                best = max(counts, key=counts.__getitem__)
+                g, p = next((g, a) for g, a in waiting.items() if a >> 22 == best)
+            blk = self._block_at(p, need)
+            for g2, a in list(waiting.items()):
+                if g2 is not g and (blk is None or not (blk[0] <= a and a + need <= blk[1])):
+                    continue
+                try:
+                    waiting[g2] = g2.send(blk if g2 is g or blk is not None else None)
+                except StopIteration:
+                    del waiting[g2]
+
+    def _list_steps(self, fl: FreeList, first: int, end: int, protect: bool = False,
+                    ptr_bias: int = 0, index_of=None,
+                    exact: int = 0) -> Generator[int, Any, None]:
+        """Follow the links of one free list from chunk ``first`` until ``end``;
+        yields an address whose block it needs (and is sent that block, or None).
 
         The link is the word at chunk + 2*SIZE_SZ; ``protect`` undoes safe-linking;
         ``ptr_bias`` is subtracted from stored pointers (tcache links user pointers).
@@ -128,7 +171,9 @@ class FreeLists:
                 fl.stop = Stop(p, "misaligned chunk address (corrupted link?)")
                 return
             if not (lo <= p and p + link + sz <= hi):
-                blk = self._block_at(p, link + sz)
+                blk = self.mem.block(p)
+                if blk is None or p + link + sz > blk[1]:
+                    blk = yield p
                 if blk is None:
                     fl.stop = Stop(p, "unreadable chunk")
                     return
@@ -161,7 +206,7 @@ class FreeLists:
         if blk is None or p + need > blk[1]:
             found = self.segment_of(p)
             if found is not None:
-                return self.mem.window(p, need, found[1].end)
+                return self.mem.window(p, need, found[1].start, found[1].end)
             try:
                 self.mem.read(p, need)
             except TargetMemoryError:
@@ -188,47 +233,62 @@ class FreeLists:
 
     def bin_list(self, arena: Arena, i: int) -> FreeList:
         """Bin ``i`` (1 = unsorted) of an arena, walked along fd (cached)."""
-        key = ("bin", arena.addr, i)
-        fl = self._lists.get(key)
-        if fl is None:
+        return self._bin_lists(arena, [i])[0]
+
+    def _bin_lists(self, arena: Arena, which: list[int]) -> list[FreeList]:
+        """Bins ``which`` of an arena, the ones not cached yet walked together."""
+        steps, new = [], []
+        for i in which:
+            key = ("bin", arena.addr, i)
+            if key in self._lists:
+                continue
             kind = "unsorted" if i == 1 else ("small" if i < 64 else "large")
-            fl = FreeList(kind, i)
+            fl = self._lists[key] = FreeList(kind, i)
             first = arena.f["bins"][2 * (i - 1)]
             b = self.bin_address(arena, i)
             if first not in (b, 0):  # 0: malloc_init_state has not run yet
-                self._walk_list(fl, first, b, index_of=None if i == 1 else self.p.bin_index)
-                if i == 1 and fl.stop is None:
-                    tiny = [a for a, s in zip(fl.chunks, fl.sizes) if s < self.p.minsize]
-                    if tiny:
-                        fl.stop = Stop(tiny[0], "impossible chunk size in the unsorted bin")
-            self._lists[key] = fl
-        return fl
+                steps.append(self._list_steps(
+                    fl, first, b, index_of=None if i == 1 else self.p.bin_index))
+                new.append(fl)
+        self._walk_lists(steps)
+        for fl in new:
+            if fl.index == 1 and fl.stop is None:
+                tiny = [a for a, s in zip(fl.chunks, fl.sizes) if s < self.p.minsize]
+                if tiny:
+                    fl.stop = Stop(tiny[0], "impossible chunk size in the unsorted bin")
+        return [self._lists[("bin", arena.addr, i)] for i in which]
 
     def bins(self, arena: Arena) -> list[FreeList]:
         """Bins 1 (unsorted) to 127."""
         if arena.addr not in self._bins:
-            self._bins[arena.addr] = [self.bin_list(arena, i) for i in range(1, 128)]
+            self._bins[arena.addr] = self._bin_lists(arena, list(range(1, 128)))
         return self._bins[arena.addr]
 
     def fastbin_list(self, arena: Arena, i: int) -> FreeList:
         """Fastbin ``i`` of an arena (cached)."""
-        key = ("fast", arena.addr, i)
-        fl = self._lists.get(key)
-        if fl is None:
-            fl = FreeList("fast", i)
+        return self._fastbin_lists(arena, [i])[0]
+
+    def _fastbin_lists(self, arena: Arena, which: list[int]) -> list[FreeList]:
+        """Fastbins ``which`` of an arena, the ones not cached yet walked together."""
+        steps = []
+        for i in which:
+            key = ("fast", arena.addr, i)
+            if key in self._lists:
+                continue
+            fl = self._lists[key] = FreeList("fast", i)
             head = arena.f["fastbinsY"][i]
             if head:
-                self._walk_list(fl, head, 0, self.p.safe_linking,
-                                exact=self.p.fastbin_size(i))
-            self._lists[key] = fl
-        return fl
+                steps.append(self._list_steps(fl, head, 0, self.p.safe_linking,
+                                              exact=self.p.fastbin_size(i)))
+        self._walk_lists(steps)
+        return [self._lists[("fast", arena.addr, i)] for i in which]
 
     def fastbins(self, arena: Arena) -> list[FreeList]:
         if not self.p.has_fastbins:
             return []
         if arena.addr not in self._fast:
-            self._fast[arena.addr] = [self.fastbin_list(arena, i)
-                                      for i in range(len(arena.f["fastbinsY"]))]
+            self._fast[arena.addr] = self._fastbin_lists(
+                arena, list(range(len(arena.f["fastbinsY"]))))
         return self._fast[arena.addr]
 
     # tcache --------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
 from multiheap.heap import Heap
-from multiheap.heaptypes import IS_MMAPPED, Arena, Stop
+from multiheap.heaptypes import IS_MMAPPED, Arena, HeapSegment, Stop
 
 # State codes, as the page knows them (order = legend order).
 STATES = ("inuse", "tcache", "fast", "unsorted", "small", "large", "top", "mmapped", "orphan")
@@ -103,13 +103,13 @@ def _hex(buf: bytes, offs: list[int]) -> bytes:
     return out
 
 
-def _hex_rows(heap: Heap, end: int, addrs: list[int], hdr: int) -> bytes:
+def _hex_rows(heap: Heap, seg: HeapSegment, addrs: list[int], hdr: int) -> bytes:
     """HEX_BYTES bytes of user data of each chunk (zeros where unreadable), read a
     window of the heap at a time (a huge heap is never read whole)."""
     out: list[bytes] = []
     i, n = 0, len(addrs)
     while i < n:
-        blk = heap.mem.window(addrs[i] + hdr, 1, end)
+        blk = heap.mem.window(addrs[i] + hdr, 1, seg.start, seg.end)
         j = bisect.bisect_left(addrs, blk[1] - hdr - HEX_BYTES + 1, i) if blk else i
         if j > i:
             lo, _hi, buf = blk
@@ -156,7 +156,7 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
             get = bin_kind.get
             meta.extend([(code[s] if s != "free" else get(ad, 3)) | (f << 5)
                          for ad, _s, f, s in rows])
-            hexes.append(_hex_rows(heap, seg.end, addr_l, hdr))
+            hexes.append(_hex_rows(heap, seg, addr_l, hdr))
             segs.append({"kind": "heap", "arena": a.addr, "arena_index": a.index,
                          "main": a.is_main, "info": seg.info, "start": seg.start,
                          "end": seg.end, "first": first, "count": len(rows)})

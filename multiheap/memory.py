@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import os
 import struct
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Optional
 
@@ -33,8 +34,7 @@ class Memory:
         self._starts: list[int] = []
         self._blocks: list[tuple[int, int, bytes]] = []  # (start, end, data)
         self._last: Optional[tuple[int, int, bytes]] = None
-        self._age: list[tuple[int, int, bytes]] = []  # blocks, oldest first
-        self._old = 0  # blocks of _age already evicted
+        self._age: deque[tuple[int, int, bytes]] = deque()  # blocks, oldest first
         self._bytes = 0
 
     # loading -------------------------------------------------------------------
@@ -45,12 +45,8 @@ class Memory:
         self._blocks.insert(i, block)
         self._age.append(block)
         self._bytes += len(data)
-        while self._bytes > CACHE_BYTES and len(self._age) - self._old > 1:
-            self._evict(self._age[self._old])
-            self._old += 1
-        if self._old > 4096:
-            del self._age[:self._old]
-            self._old = 0
+        while self._bytes > CACHE_BYTES and len(self._age) > 1:
+            self._evict(self._age.popleft())
         return block
 
     def _evict(self, block: tuple[int, int, bytes]) -> None:
@@ -103,15 +99,15 @@ class Memory:
             raise TargetMemoryError(start, end - start)
         return data
 
-    def window(self, addr: int, need: int, hi: int) -> Optional[tuple[int, int, bytes]]:
+    def window(self, addr: int, need: int, lo: int, hi: int) -> Optional[tuple[int, int, bytes]]:
         """The cached block holding ``need`` bytes at ``addr``: on a miss, the aligned
-        :data:`WINDOW` around it, cut at ``hi`` (the end of the heap it is in), is read
-        and kept.  None when ``addr`` is unreadable."""
+        :data:`WINDOW` around it, cut to ``[lo, hi)`` (the heap it is in), is read and
+        kept.  None when ``addr`` is unreadable."""
         b = self._find(addr, need)
         if b is not None:
             return b
-        lo = max(addr & ~(WINDOW - 1), min(addr, hi) & ~(_PAGE - 1))
-        end = max(min(lo + WINDOW, hi), addr + need)
+        lo = min(max(addr & ~(WINDOW - 1), lo), addr)
+        end = max(min((addr & ~(WINDOW - 1)) + WINDOW, hi), addr + need)
         try:
             data = self.fetch(lo, end)
         except TargetMemoryError:

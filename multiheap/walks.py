@@ -135,7 +135,7 @@ class ChunkWalks:
         mem, unpack, sz = self.mem, self._word.unpack_from, self.sz
 
         def read(addr: int) -> int:
-            b = mem.window(addr + sz, sz, seg.end)
+            b = mem.window(addr + sz, sz, seg.start, seg.end)
             if b is None:
                 raise TargetMemoryError(addr + sz, sz)
             return unpack(b[2], addr + sz - b[0])[0]
@@ -386,7 +386,7 @@ class ChunkWalks:
         out = {k: [0, 0] for k in STATES if k != "inuse"}
         index = self.free_index()
         sz = self.sz
-        shift, low = sz.bit_length() - 1, sz - 1
+        shift = sz.bit_length() - 1
         n_all = b_all = 0
         for seg in arena.heaps:
             ix = ChunkIndex(seg.start, sz)
@@ -394,22 +394,28 @@ class ChunkWalks:
                 words, base, starts = win.words, win.base, win.starts
                 if not starts:
                     continue
-                listed = index.between(base, base + (starts[-1] + 1) * sz)
-                if listed:
-                    mark = bytearray(starts[-1] + 1)  # 1 at each chunk start
-                    for w in starts:
-                        mark[w] = 1
-                    nm = len(mark)
-                    # a listed address that is no chunk start lies inside another chunk,
-                    # which keeps its state
-                    for a, st in listed.items():
+                hi = base + (starts[-1] + 1) * sz
+                mark = bytearray(starts[-1] + 1)  # 1 at each chunk start
+                for w in starts:
+                    mark[w] = 1
+                # a listed address that is no chunk start lies inside another chunk,
+                # which keeps its state (list entries are aligned, as chunk starts are)
+                if index.unique:  # the keys themselves: addr | state code
+                    r = index.runs[0] if index.runs else array("Q")
+                    keys = r[bisect.bisect_left(r, base):bisect.bisect_left(r, hi)]
+                    real = [k for k in keys if mark[(k - base) >> shift]]
+                    for code, st in ((1, "free"), (2, "fast"), (3, "tcache")):
+                        ws = [(k - base) >> shift for k in real if k & 3 == code]
+                        out[st][0] += len(ws)
+                        out[st][1] += sum([words[w + 1] & ~SIZE_BITS for w in ws])
+                else:
+                    for a, st in index.between(base, hi).items():
                         w = (a - base) >> shift
-                        if not (a - base) & low and w < nm and mark[w]:
-                            v = out[st]
-                            v[0] += 1
-                            v[1] += words[w + 1] & ~SIZE_BITS
+                        if mark[w] if w < len(mark) else False:
+                            out[st][0] += 1
+                            out[st][1] += words[w + 1] & ~SIZE_BITS
                 # a marked chunk is a chunk start: it is an orphan unless a list holds it
-                orphans = [w for w in win.marked if base + w * sz not in listed]
+                orphans = [w for w in win.marked if base + w * sz not in index]
                 out["orphan"][0] += len(orphans)
                 out["orphan"][1] += sum([words[w + 1] & ~SIZE_BITS for w in orphans])
             if ix.stop is not None:

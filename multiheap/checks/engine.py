@@ -8,6 +8,7 @@ notice.  No rule here flags a heap glibc itself could have produced.
 
 from __future__ import annotations
 
+import bisect
 from array import array
 from dataclasses import asdict, dataclass, field
 from typing import Optional
@@ -44,6 +45,7 @@ class _Seg:
     lo: int
     hi: int  # the walk covered [lo, hi)
     index: ChunkIndex
+    starts: array  # the free-list entries of the segment found to be chunk starts, sorted
 
 
 class Checker:
@@ -57,6 +59,7 @@ class Checker:
         self.found: list[Finding] = []
         self.segs: list[_Seg] = []
         self.marked_free = array("Q")  # chunks whose successor's PREV_INUSE is clear
+        self.inside: dict[int, int] = {}  # a list entry inside a chunk -> that chunk
         self.where: dict[int, str] = {}  # free-list chunk -> the list holding it
         self.no_a: list[int] = []  # non-main arena chunks without NON_MAIN_ARENA
 
@@ -97,7 +100,12 @@ class Checker:
         return None
 
     def containing(self, s: _Seg, addr: int) -> int:
-        found = s.index.holding(addr)
+        i = bisect.bisect_left(s.starts, addr)
+        if i < len(s.starts) and s.starts[i] == addr:  # checked during the walk
+            return addr
+        found = self.inside.get(addr)
+        if found is None:
+            found = s.index.holding(addr)
         return found if found is not None else s.lo
 
     def place(self, addr: int, arena: Optional[Arena]) -> Optional[tuple[str, Optional[int], str]]:
@@ -152,8 +160,17 @@ class Checker:
         marked = self.marked_free
         flags = IS_MMAPPED | NON_MAIN_ARENA
         ix = ChunkIndex(seg.start, sz)
+        listed, ok = h.free_index(), array("Q")
         for win in h.chunk_windows(a, seg, into=ix):  # streamed: a window at a time
-            words, base = win.words, win.base
+            words, base, starts = win.words, win.base, win.starts
+            if starts:  # each list entry here: a chunk start, or inside which chunk
+                on = set(starts)
+                for e in sorted(listed.between(base, base + (starts[-1] + 1) * sz)):
+                    w = (e - base) // sz
+                    if w in on and not (e - base) % sz:
+                        ok.append(e)
+                    else:
+                        self.inside[e] = base + starts[bisect.bisect_right(starts, w) - 1] * sz
             for pw in win.marked:
                 marked.append(base + pw * sz)
                 size = words[pw + 1] & ~SIZE_BITS
@@ -181,7 +198,7 @@ class Checker:
                      f"chunk {a.top:#x}")
         for lo, hi in ix.runs:
             end = seg.end if ix.top == hi else hi  # top belongs to its run
-            self.segs.append(_Seg(a, lo, end, ix))
+            self.segs.append(_Seg(a, lo, end, ix, ok))
 
     def _prev_size(self, addr: int, prev: int, stored: int, real: int) -> None:
         self.add("prev-size", ERROR, addr, [prev],

@@ -156,7 +156,7 @@ def run_command(session: Session, name: str, argv: list[str] | str, *,
     """Parse ``argv`` for command ``name`` and run it; never raises for user errors.
 
     ``fmt`` is text, json or python (``--json`` forces json).  With ``sink``, the text
-    builder streams its output there in pieces instead of returning it.
+    and JSON builders stream their output there in pieces instead of returning it.
     """
     if isinstance(argv, str):
         wants_json = "--json" in argv.split()
@@ -181,7 +181,7 @@ def run_command(session: Session, name: str, argv: list[str] | str, *,
     tagger = session.meta.tagger(session.target.pointer_size) if session.meta.tags else None
     out: Builder
     if fmt == "json":
-        out = JsonBuilder(name, tagger)
+        out = JsonBuilder(name, tagger, sink=sink)
     elif fmt == "python":
         out = PythonBuilder(name, tagger)
     else:
