@@ -203,6 +203,28 @@ class Params:
         return self.version >= (2, 29)
 
     @property
+    def tcache_key_random(self) -> bool:
+        """2.34+: ``key`` holds the random ``tcache_key``, not the tcache's address."""
+        return self.version >= (2, 34)
+
+    @property
+    def unlink_checks_prev_size(self) -> bool:
+        """2.26+: unlink aborts when the next chunk's prev_size is not the chunk's size
+        ("corrupted size vs. prev_size")."""
+        return self.version >= (2, 26)
+
+    @property
+    def free_checks_prev_size(self) -> bool:
+        """2.29+: free's backward merge aborts when prev_size is not the previous
+        chunk's size ("corrupted size vs. prev_size while consolidating")."""
+        return self.version >= (2, 29)
+
+    @property
+    def global_max_fast_width(self) -> int:
+        """Bytes of ``global_max_fast``: a uint8_t since 2.37, a word before."""
+        return 1 if self.version >= (2, 37) else self.ptr_size
+
+    @property
     def nfastbins(self) -> int:
         if not self.has_fastbins:
             return 0

@@ -79,9 +79,9 @@ def try_free(heap, mem: int) -> Outcome:
     if tc is not None and size - sz <= heap.mp["tcache_max_bytes"] and size >= p.minsize:
         idx = p.tcache_index(size)
         fl = heap.tcache_list(tc, idx) if idx < len(tc.bins) else None
-        key = heap.mem.ptr(mem + sz) if v >= (2, 29) else None
-        want = tc.addr if v < (2, 34) else heap.target.symbol("tcache_key")
-        if v >= (2, 34) and want:
+        key = heap.mem.ptr(mem + sz) if p.tcache_key else None
+        want = heap.target.symbol("tcache_key") if p.tcache_key_random else tc.addr
+        if p.tcache_key_random and want:
             want = heap.mem.ptr(want)
         if key is not None and want and key == want:
             out.steps.append("its tcache key is set: glibc scans tcache bin "
@@ -141,7 +141,7 @@ def try_free(heap, mem: int) -> Outcome:
         except TargetMemoryError:
             out.where = "crash (SIGSEGV) reading the previous chunk"
             return out
-        if (psf & ~SIZE_BITS) != prev and v >= (2, 29):
+        if (psf & ~SIZE_BITS) != prev and p.free_checks_prev_size:
             return abort("consolidating", f"prev_size {prev:#x} != size of {pc:#x}")
         err = _unlink_error(heap, pc)
         if err:
@@ -166,7 +166,7 @@ def _unlink_error(heap, c: int) -> Optional[str]:
     try:
         _prev, sf = _size(heap, c)
         size = sf & ~SIZE_BITS
-        if heap.mem.ptr(c + size) != size and heap.cfg.version >= (2, 26):
+        if heap.mem.ptr(c + size) != size and heap.p.unlink_checks_prev_size:
             return "size_vs_prev"
         fd, bk = heap.mem.ptr(c + 2 * sz), heap.mem.ptr(c + 3 * sz)
         if heap.mem.ptr(fd + 3 * sz) != c or heap.mem.ptr(bk + 2 * sz) != c:
