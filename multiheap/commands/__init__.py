@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from multiheap.commands import arena, bins, check, chunk, config, help, map, meta, stats, trace, vis  # noqa: F401  # noqa: F401
+from multiheap.commands import arena, bins, check, chunk, config, help, list, map, meta, stats, trace, vis  # noqa: F401  # noqa: F401
 from multiheap.commands.base import COMMANDS, Command, Result, run_command
 
 __all__ = ["COMMANDS", "Command", "Result", "run_command"]

@@ -1,13 +1,9 @@
-"""ptchunk and ptlist: chunks at an address, and every chunk of an arena."""
+"""ptchunk: chunks at an address (ptlist, every chunk of an arena: commands/list.py)."""
 
 from __future__ import annotations
 
-import itertools
-
-from multiheap.builders import Column
 from multiheap.commands.base import address, command, count
 from multiheap.commands.bins import emit_tcache_notes
-from multiheap.discovery.facts import NOT_INITIALISED
 from multiheap.errors import TargetMemoryError, UsageError
 from multiheap.heap import Heap
 from multiheap.heaptypes import IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, Chunk, Stop
@@ -154,55 +150,5 @@ class PtChunk:
                         break
                     addr += c.size
         out.end_list()
-        if stops:
-            out.field("stopped", stops[0].as_dict())
-
-
-@command("ptlist", "every chunk of an arena's heaps, in address order")
-class PtList:
-    """Walk an arena's heaps (default: main_arena) chunk by chunk, in address order."""
-
-    @staticmethod
-    def args(p):
-        p.add_argument("arena", nargs="?", metavar="ARENA", help="arena address")
-        p.add_argument("-c", "--count", type=count, default=None, help="at most N chunks")
-        p.add_argument("--mmapped", action="store_true",
-                       help="list the mmapped chunks instead")
-
-    @staticmethod
-    def run(session, args, out):
-        heap = session.heap()
-        cols = [Column("addr", "chunk", "#x", 2 + 2 * heap.sz),
-                Column("size", "size", "#x", 10), Column("flags", "flags", "", 5),
-                Column("state", "state", "", 7)]
-        if args.mmapped:
-            flags = IS_MMAPPED if out.structured() else flag_text(IS_MMAPPED)
-            rows = [(a, s, flags, "mmapped") for a, s, _ in heap.mmapped_chunks()]
-            out.field("count", len(rows))
-            out.table("chunks", cols, rows)
-            why = heap.mmapped_note()
-            if why:
-                out.note(why)
-            return
-        arena = heap.arena_at(address(session, args.arena)) if args.arena else heap.arenas()[0]
-        stops: list[Stop] = []
-        out.field("arena", arena.addr, "#x")
-        if not arena.heaps:  # main_arena before the first malloc: say so, not "count: 0"
-            if out.structured():
-                out.field("chunks", [])
-                out.field("count", 0)
-            out.note(NOT_INITIALISED)
-            return
-        names = None if out.structured() else FLAG_TEXT
-        walk = itertools.chain.from_iterable(
-            heap.walk(arena, seg, stops, flag_names=names) for seg in arena.heaps)
-        if args.count is not None:
-            walk = itertools.islice(walk, max(0, args.count))
-        out.field("count", out.table("chunks", cols, walk))
-        emit_tcache_notes(heap, out)
-        for st in arena.stops:  # the arena's own structure (its heaps) is damaged
-            out.note(st.message(f"arena {arena.addr:#x}"), **st.as_dict())
-        for st in stops:
-            out.note(st.message("walk"), **st.as_dict())
         if stops:
             out.field("stopped", stops[0].as_dict())
