@@ -7,10 +7,12 @@ A mixin of :class:`multiheap.heap.Heap`.  Each list is walked once per stop, bou
 from __future__ import annotations
 
 import bisect
+import itertools
 from array import array
 from collections.abc import Iterator
 from typing import Any, Generator, Optional
 
+from multiheap.compact import PIECE, SortedBuilder
 from multiheap.errors import TargetMemoryError
 from multiheap.heaptypes import (
     IS_MMAPPED,
@@ -26,7 +28,6 @@ from multiheap.heaptypes import (
 from multiheap.memory import CACHE_BYTES
 
 _CODES = (None, "free", "fast", "tcache")  # a listed chunk's state by its code
-_RUN = 1 << 20  # keys sorted at a time (bounds the sort's temporary list)
 
 
 class Listed:
@@ -36,22 +37,16 @@ class Listed:
     added (tcache over fast over free), as ``dict.update`` in that order would."""
 
     def __init__(self, lists: list[tuple[str, array]]) -> None:
-        self.runs: list[array] = []
-        piece: list[int] = []
+        keys = SortedBuilder()
         for state, chunks in lists:
             code = _CODES.index(state)
-            for lo in range(0, len(chunks), _RUN):
-                piece += [a | code for a in chunks[lo:lo + _RUN]]
-                if len(piece) >= _RUN:
-                    self.runs.append(array("Q", sorted(piece)))
-                    piece = []
-        if piece:
-            self.runs.append(array("Q", sorted(piece)))
-        self.entries = sum(len(r) for r in self.runs)  # with repeats
-        r = self.runs[0] if self.runs else array("Q")
-        # one sorted run and no chunk in two lists: each key is one listed chunk
-        self.unique = len(self.runs) <= 1 and not any(
-            [a >> 2 == b >> 2 for a, b in zip(r, r[1:])])
+            for lo in range(0, len(chunks), PIECE):
+                keys.extend([a | code for a in chunks[lo:lo + PIECE]])
+        r = keys.done()
+        self.runs: list[array] = [r] if r else []
+        self.entries = len(r)  # with repeats
+        # no chunk in two lists: each key is one listed chunk
+        self.unique = not any(a >> 2 == b >> 2 for a, b in itertools.pairwise(r))
 
     def get(self, addr: int) -> Optional[str]:
         found = None

@@ -9,6 +9,7 @@ notice.  No rule here flags a heap glibc itself could have produced.
 from __future__ import annotations
 
 import bisect
+import itertools
 from array import array
 from dataclasses import asdict, dataclass, field
 from typing import Optional
@@ -60,7 +61,7 @@ class Checker:
         self.segs: list[_Seg] = []
         self.marked_free = array("Q")  # chunks whose successor's PREV_INUSE is clear
         self.inside: dict[int, int] = {}  # a list entry inside a chunk -> that chunk
-        self.where: dict[int, str] = {}  # free-list chunk -> the list holding it
+        self.lists: list[tuple[str, array]] = []  # each checked list: label, chunks
         self.no_a: list[int] = []  # non-main arena chunks without NON_MAIN_ARENA
 
     # helpers -------------------------------------------------------------------
@@ -220,13 +221,25 @@ class Checker:
             self.no_a.append(addr)
 
     # free lists ------------------------------------------------------------------
-    def note_list(self, addr: int, label: str) -> None:
-        other = self.where.get(addr)
-        if other is not None and other != label:
-            self.add("in-two-lists", ERROR, addr, [],
-                     f"chunk {addr:#x} is in two free lists: {other} and {label}")
-        else:
-            self.where[addr] = label
+    def two_lists(self) -> None:
+        """A chunk in two free lists (found from the sorted list entries: only the
+        chunks listed twice are looked for list by list)."""
+        listed = self.h.free_index()
+        if listed.unique:
+            return
+        r = listed.runs[0]
+        dup = {b & ~3 for a, b in itertools.pairwise(r) if a >> 2 == b >> 2}
+        first: dict[int, str] = {}
+        for label, chunks in self.lists:
+            for c in [c for c in chunks if c in dup]:
+                other = first.setdefault(c, label)
+                if other != label:
+                    self.add("in-two-lists", ERROR, c, [],
+                             f"chunk {c:#x} is in two free lists: {other} and {label}")
+
+    def label_of(self, c: int) -> str:
+        """The first checked list holding chunk ``c`` (a finding's words)."""
+        return next((label for label, chunks in self.lists if c in chunks), "a free list")
 
     def stop_finding(self, fl: FreeList, label: str, head: int, arena: Optional[Arena],
                      key_misaligned: Optional[str], op: str) -> None:
@@ -253,8 +266,8 @@ class Checker:
                  f"{label}: the walk stops at {st.addr:#x}: {st.reason}")
 
     def entries(self, fl: FreeList, label: str, head: int, arena: Optional[Arena]) -> None:
+        self.lists.append((label, fl.chunks))
         for c in fl.chunks:
-            self.note_list(c, label)
             placed = self.place(c, arena)
             if placed is not None:
                 kind, inside, words = placed
@@ -436,18 +449,18 @@ class Checker:
     # after the walks ---------------------------------------------------------------
     def states(self) -> None:
         """Chunks marked free must be in exactly one bin, and bin chunks marked free."""
-        where = self.where
+        self.two_lists()
+        listed = self.h.free_index()
         for c in self.marked_free:
-            lab = where.get(c)
-            if lab is None:
+            st = listed.get(c)
+            if st is None:
                 self._unlisted(c)
-            elif "tcache" in lab or "fastbin" in lab:
+            elif st in ("tcache", "fast"):
                 self.add("state", ERROR, c, [],
-                         f"{c:#x} is in {lab} but the next chunk's PREV_INUSE says it is "
-                         "free: freeing that chunk would merge this one")
+                         f"{c:#x} is in {self.label_of(c)} but the next chunk's PREV_INUSE "
+                         "says it is free: freeing that chunk would merge this one")
         for c in self.no_a:
-            lab = where.get(c, "")
-            if not lab.startswith("arena") or "fastbin" in lab:
+            if listed.get(c) != "free":  # not in an arena's bin
                 self.add("flags", WARNING, c, [],
                          f"chunk {c:#x} of a non-main arena lacks NON_MAIN_ARENA: free() "
                          "would give it to main_arena")
