@@ -1,8 +1,9 @@
 """The Target protocol over lldb's SB API (inside lldb, or an SBDebugger of our own).
 
 lldb 16 on Linux shows neither ``fs_base`` nor TLS variables: discovery finds thread
-pointers and TLS slots through glibc's own lists (multiheap/discovery/glibclists.py)
-with the type layouts this adapter gives.  Only reads: nothing here writes to the target.
+pointers and TLS slots through glibc's own lists (multiheap/discovery/pthreads.py and
+glibclists.py) with the type layouts this adapter gives.  Only reads: nothing here writes
+to the target.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
-"""Routes through glibc's own lists, read with the host's type layouts (debug info).
+"""libc's static TLS through ld.so's ``link_map``, read with the host's type layouts.
 
-- Thread pointers: glibc's lists of ``struct pthread`` (``_rtld_global._dl_stack_user``
-  and ``_dl_stack_used`` since 2.34, ``__stack_user``/``stack_used`` before), matched by
-  ``tid``, as libthread_db does.  On x86 a thread's ``struct pthread`` is where its
-  thread pointer points.
-- Static TLS: ld.so's ``link_map`` of a module holds ``l_tls_offset``; a TLS variable of
-  that module is ``tp - l_tls_offset + st_value`` (variant II: x86_64 and i386).
-
-Both need the layouts of glibc's structs from debug info; without it they answer
-nothing and the next route is tried.  Only reads.
+ld.so's ``link_map`` of a module holds ``l_tls_offset``; a TLS variable of that module
+is ``tp - l_tls_offset + st_value`` (variant II: x86_64 and i386; variant I puts the
+block above the thread pointer).  It needs the layouts of glibc's structs from debug
+info; without them it answers nothing and the next route is tried.  Glibc's thread
+lists are read in :mod:`.pthreads`.  Only reads.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ from multiheap import arch, debugfile, glibc
 from multiheap.errors import MultiheapError
 from multiheap.target import Target
 
-_LIST_STEPS = 100_000
 _MAPS = 4096
 
 
@@ -45,7 +40,8 @@ class _Reader:
         return out.decode(errors="replace")
 
 
-def _offsets(target: Target, struct: str, *names: str) -> Optional[tuple[int, ...]]:
+def struct_offsets(target: Target, struct: str, *names: str) -> Optional[tuple[int, ...]]:
+    """Offsets of fields ``names`` in ``struct struct`` (host debug info), or None."""
     try:
         lay = target.type_layout(struct)
     except MultiheapError:
@@ -53,40 +49,6 @@ def _offsets(target: Target, struct: str, *names: str) -> Optional[tuple[int, ..
     if lay is None or not all(n in lay.fields for n in names):
         return None
     return tuple(lay.fields[n][0] for n in names)
-
-
-def _list_heads(target: Target) -> list[int]:
-    """Addresses of the list heads that chain glibc's ``struct pthread``s."""
-    rtld = target.symbol("_rtld_global")
-    offs = _offsets(target, "rtld_global", "_dl_stack_user", "_dl_stack_used")
-    if rtld is not None and offs is not None:  # glibc 2.34+
-        return [rtld + o for o in offs]
-    return [a for a in (target.symbol("__stack_user"), target.symbol("stack_used"))
-            if a is not None]
-
-
-def pthread_list(target: Target) -> dict[int, int]:
-    """{tid: address of its struct pthread} from glibc's thread lists ({} without
-    debug info for ``struct pthread``)."""
-    offs = _offsets(target, "pthread", "list", "tid")
-    if offs is None:
-        return {}
-    list_off, tid_off = offs
-    rd = _Reader(target)
-    out: dict[int, int] = {}
-    for head in _list_heads(target):
-        seen: set[int] = set()
-        try:
-            node = rd.word(head)
-            while node and node != head and node not in seen and len(seen) < _LIST_STEPS:
-                seen.add(node)
-                pd = node - list_off
-                tid = int.from_bytes(target.read(pd + tid_off, 4), rd.order, signed=True)
-                out.setdefault(tid, pd)
-                node = rd.word(node)
-        except MultiheapError:
-            continue
-    return out
 
 
 def _tls_symbol_value(target: Target, name: str) -> Optional[int]:
@@ -106,7 +68,7 @@ def _tls_symbol_value(target: Target, name: str) -> Optional[int]:
 def libc_tls_offset(target: Target) -> Optional[int]:
     """libc's ``link_map.l_tls_offset`` (its static TLS block ends that far below each
     thread pointer), or None without ld.so's debug info."""
-    offs = _offsets(target, "link_map", "l_name", "l_next", "l_tls_offset")
+    offs = struct_offsets(target, "link_map", "l_name", "l_next", "l_tls_offset")
     r_debug = target.symbol("_r_debug")
     if offs is None or r_debug is None:
         return None
@@ -116,7 +78,7 @@ def libc_tls_offset(target: Target) -> Optional[int]:
         return None
     if libc is None:
         return None
-    rmap = _offsets(target, "r_debug", "r_map")
+    rmap = struct_offsets(target, "r_debug", "r_map")
     name_off, next_off, tls_off = offs
     rd = _Reader(target)
     want = os.path.basename(os.path.realpath(libc.path))

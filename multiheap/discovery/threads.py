@@ -1,8 +1,9 @@
 """Routes to each thread's pointer and tcache.
 
 Thread pointer: the host's register, accepted only when ``tcbhead_t`` there points at
-itself (x86's TLS variant II; the one place this check lives), else glibc's own list of
-``struct pthread`` (debug info), else a memory scan for ``struct pthread``.  Tcache
+itself (x86's TLS variant II; the one place this check lives), else glibc's own lists of
+``struct pthread`` (:mod:`.pthreads`: with debug info's layouts or without), else a
+memory scan for ``struct pthread``.  Tcache
 pointer: the user's ``--tcache-offset``; the host's debug info for the TLS variable
 ``tcache``; libc's ``link_map.l_tls_offset`` (ld.so's debug info); libc's build-id
 debug file through the DTV; libc's TPOFF relocations or a scan below the thread
@@ -61,26 +62,19 @@ def thread_pointers(target: Target, threads: list[Thread], sz: int,
             continue
         chain.reject("register", why if not tp else f"{tp:#x} holds no tcbhead")
     missing = [t for t in threads if t.num not in out]
-    listed = glibclists.pthread_list(target) if missing else {}
+    lists = pthreads.thread_lists(target, [t.tid for t in threads]) if missing else None
+    listed = pthreads.thread_pointers(target, lists) if lists is not None else {}
     for t in missing:
         tp = listed.get(t.tid)
         if tp and is_tcb(target, tp, sz, endian):
-            out[t.num] = chains[t.num].found(tp, "glibc's thread list (struct pthread)")
+            out[t.num] = chains[t.num].found(tp, f"glibc's thread list ({lists.how})")
         else:
             chains[t.num].reject("glibc's thread list",
-                                 "no debug info for struct pthread" if not listed else
-                                 f"tid {t.tid} not in it" if not tp else
+                                 "not found (no debug info, and no ring of live threads "
+                                 "in _rtld_global)" if lists is None or not lists.nodes else
+                                 f"tid {t.tid} not in it" if t.tid not in lists.nodes else
+                                 "no tcbhead at one distance from every node" if not tp else
                                  f"{tp:#x} holds no tcbhead")
-    missing = [t for t in threads if t.num not in out]
-    if missing and arch.tls_variant(target.arch) == 1:
-        ring = pthreads.variant1_pointers(target, [t.tid for t in missing])
-        for t in missing:
-            if t.tid in ring:
-                out[t.num] = chains[t.num].found(
-                    ring[t.tid], "glibc's thread rings in _rtld_global, read without "
-                    "debug info (TLS variant I: the tcbhead past struct pthread)")
-            else:
-                chains[t.num].reject("_rtld_global's thread rings", "not on them")
     missing = [t for t in threads if t.num not in out]
     if missing:
         found = evidence.scan_thread_pointers(target, [t.tid for t in missing], sz, endian)
