@@ -27,18 +27,24 @@ class Arch:
     tp_register: str = ""
     malloc_alignment: int = 0  # its own MALLOC_ALIGNMENT (0: 2 * SIZE_SZ)
     tcb_words: int = 0  # variant I: where tcbhead_t {dtv, private} is, in words from tp
+    # a core's per-thread status note (elf_prstatus): indexes in pr_reg of pc, sp and
+    # (where it is there) the thread pointer (i386: the gs selector; aarch64 and arm
+    # keep it in a note of its own, NT_ARM_TLS)
+    prstatus: tuple[int, ...] = ()
 
 
 ARCHES = (
-    Arch("x86_64", 62, 8, 2, frozenset({8}), frozenset({18}), tp_register="fs_base"),
+    Arch("x86_64", 62, 8, 2, frozenset({8}), frozenset({18}), tp_register="fs_base",
+         prstatus=(16, 19, 21)),  # rip, rsp, fs_base
     Arch("i386", 3, 4, 2, frozenset({8}), frozenset({14}), frozenset({37}), "gs_base",
-         16),  # since 2.26
+         16, prstatus=(12, 15, 10)),  # (alignment 16 since 2.26) eip, esp, xgs
     Arch("aarch64", 183, 8, 1, frozenset({1027}), frozenset({1030}),
-         tp_register="tpidr_el0"),
-    Arch("arm", 40, 4, 1, frozenset({23}), frozenset({19}), tp_register="tpidruro"),
+         tp_register="tpidr_el0", prstatus=(32, 31)),  # pc, sp
+    Arch("arm", 40, 4, 1, frozenset({23}), frozenset({19}), tp_register="tpidruro",
+         prstatus=(15, 13)),  # r15, r13
     # riscv: the thread pointer points just past tcbhead_t, at the first TLS block
     Arch("riscv64", 243, 8, 1, frozenset({3}), frozenset({11}), tp_register="tp",
-         tcb_words=-2),
+         tcb_words=-2, prstatus=(0, 2, 4)),  # pc, sp, tp
 )
 _BY_MACHINE = {a.machine: a for a in ARCHES}
 _BY_NAME = {a.name: a for a in ARCHES}

@@ -1,5 +1,6 @@
-"""Just enough ELF: program headers, section headers, symbol tables, notes and build-ids,
-of files, cores and images loaded in a target's memory (the project's one ELF reader).
+"""Just enough ELF: program headers, section headers, symbol tables, relocations, notes and
+build-ids, of files, cores and images loaded in a target's memory (the project's one ELF
+reader).
 
 A core that is missing, truncated or made from another program must be one clear
 line, not a debugger's warning followed by garbage: this reads the core's program
@@ -15,14 +16,15 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional
 
+from multiheap import arch
 from multiheap.errors import MultiheapError
 from multiheap.target import byte_order
 
 ET_CORE, PT_LOAD, PT_NOTE, PT_TLS = 4, 1, 4, 7
-SHT_SYMTAB, SHT_DYNSYM = 2, 11
+SHT_SYMTAB, SHT_RELA, SHT_REL, SHT_DYNSYM = 2, 4, 9, 11
 STT_OBJECT, STT_FUNC, STT_TLS, STT_GNU_IFUNC = 1, 2, 6, 10
 NT_AUXV, NT_FILE, NT_GNU_BUILD_ID = 6, 0x46494C45, 3
-NT_PRSTATUS, NT_386_TLS = 1, 0x200
+NT_PRSTATUS, NT_386_TLS, NT_ARM_TLS, NT_SIGINFO = 1, 0x200, 0x401, 0x53494749
 AT_PHDR = 3
 
 
@@ -40,6 +42,9 @@ class Elf:
     etype: int
     phdrs: list[tuple[int, int, int, int, int]]  # (type, offset, vaddr, filesz, memsz)
     size: int
+    machine: int = 0  # e_machine
+    phflags: list[int] = field(default_factory=list)  # p_flags of each program header
+    phalign: list[int] = field(default_factory=list)  # p_align of each
 
     @property
     def fmt(self) -> str:
@@ -67,16 +72,18 @@ def read_elf(path: str, data: Optional[bytes] = None) -> Elf:
         table = data[phoff:phoff + phentsize * phnum]
     if len(table) < phentsize * phnum:
         raise BadInputError(f"{path} is truncated (program headers missing)")
-    etype = struct.unpack_from(e + "H", head, 16)[0]
-    phdrs = []
+    etype, machine = struct.unpack_from(e + "HH", head, 16)
+    elf = Elf(path, bits, "little" if e == "<" else "big", etype, [], size, machine)
     for i in range(phnum):
         off = i * phentsize
         if bits == 64:
-            pt, _fl, po, pv, _pa, fs, ms = struct.unpack_from(e + "IIQQQQQ", table, off)
+            pt, fl, po, pv, _pa, fs, ms, al = struct.unpack_from(e + "IIQQQQQQ", table, off)
         else:
-            pt, po, pv, _pa, fs, ms = struct.unpack_from(e + "IIIIII", table, off)
-        phdrs.append((pt, po, pv, fs, ms))
-    return Elf(path, bits, "little" if e == "<" else "big", etype, phdrs, size)
+            pt, po, pv, _pa, fs, ms, fl, al = struct.unpack_from(e + "IIIIIIII", table, off)
+        elf.phdrs.append((pt, po, pv, fs, ms))
+        elf.phflags.append(fl)
+        elf.phalign.append(al)
+    return elf
 
 
 def _header(path: str, head: bytes) -> tuple[int, str, int, int, int]:
@@ -191,6 +198,33 @@ def symbols(elf: Elf, data: bytes, kind: int = SHT_SYMTAB,
             yield Symbol(name, value, size, info & 0xF, info >> 4, shndx)
 
 
+@dataclass(frozen=True)
+class Reloc:
+    """One relocation: where, its type and symbol index, its addend (None for REL)."""
+
+    offset: int
+    type: int
+    sym: int
+    addend: Optional[int]
+
+
+def relocations(elf: Elf, data: bytes) -> Iterator[Reloc]:
+    """The entries of every SHT_RELA and SHT_REL section (.rela.dyn, .rel.plt...) of the
+    ELF file held in ``data``, in section order."""
+    e, is64 = elf.fmt, elf.bits == 64
+    for sec in sections(elf, data):
+        if sec.type not in (SHT_RELA, SHT_REL):
+            continue
+        rela = sec.type == SHT_RELA
+        ent = struct.Struct(e + ("QQ" if is64 else "II") + (("q" if is64 else "i") if rela
+                                                              else ""))
+        raw = data[sec.offset:sec.offset + sec.size]
+        for f in ent.iter_unpack(raw[:len(raw) - len(raw) % ent.size]):
+            info = f[1]
+            typ, sym = (info & 0xFFFFFFFF, info >> 32) if is64 else (info & 0xFF, info >> 8)
+            yield Reloc(f[0], typ, sym, f[2] if rela else None)
+
+
 def read_file(path: str) -> tuple[Elf, bytes]:
     """An ELF file read whole, with its headers (BadInputError when it is not one)."""
     try:
@@ -262,17 +296,31 @@ def file_build_id(path: str) -> Optional[str]:
 
 
 @dataclass
+class CoreThread:
+    """One thread's NT_PRSTATUS: its tid, the signal it took, pc, sp and thread pointer
+    (None where the core does not hold it)."""
+
+    tid: int
+    signal: int
+    pc: Optional[int] = None
+    sp: Optional[int] = None
+    tp: Optional[int] = None
+
+
+@dataclass
 class CoreInfo:
     """What a core file says about itself."""
 
     path: str
     bits: int
+    machine: int = 0
+    prstatus: list[CoreThread] = field(default_factory=list)  # in the core's order
+    siginfo: Optional[tuple[int, int, int, int]] = None  # the first: signo, errno, code, addr
     files: list[tuple[int, int, int, str]] = field(default_factory=list)  # NT_FILE
     exe: Optional[str] = None
     exe_build_id: Optional[str] = None  # read from the core's copy of the ELF header
     threads: dict[int, Optional[int]] = field(default_factory=dict)  # tid -> thread pointer
     _gs: dict[int, int] = field(default_factory=dict, repr=False)  # i386: tid -> gs selector
-    _last: Optional[int] = field(default=None, repr=False)
 
 
 class _CoreReader:
@@ -306,7 +354,7 @@ def inspect_core(path: str) -> CoreInfo:
     need = max((off + fs for _pt, off, _v, fs, _m in elf.phdrs), default=0)
     if elf.size < need:
         raise BadInputError(f"core file {path} is truncated ({elf.size:,} of {need:,} bytes)")
-    info = CoreInfo(path, elf.bits)
+    info = CoreInfo(path, elf.bits, elf.machine)
     rd = _CoreReader(path, elf)
     word = "Q" if elf.bits == 64 else "I"
     e = elf.fmt
@@ -325,8 +373,13 @@ def inspect_core(path: str) -> CoreInfo:
                     s, en, fo = struct.unpack_from(e + word * 3, desc, (2 + 3 * i) * w)
                     name = names[i].decode(errors="replace") if i < len(names) else ""
                     info.files.append((s, en, fo, name))
-            elif ntype in (NT_PRSTATUS, NT_386_TLS):
+            elif ntype in (NT_PRSTATUS, NT_386_TLS, NT_ARM_TLS):
                 _thread_note(info, ntype, _name, desc, elf)
+            elif ntype == NT_SIGINFO and info.siginfo is None and len(desc) >= 16 + w:
+                signo, errno, code = struct.unpack_from(e + "iii", desc, 0)
+                # si_addr: the union after three ints, word-aligned
+                addr = struct.unpack_from(e + word, desc, 16 if w == 8 else 12)[0]
+                info.siginfo = (signo, errno, code, addr)
             elif ntype == NT_AUXV:
                 for i in range(0, len(desc) - 2 * w + 1, 2 * w):
                     key, val = struct.unpack_from(e + word * 2, desc, i)
@@ -350,26 +403,37 @@ def inspect_core(path: str) -> CoreInfo:
 
 
 def _thread_note(info: CoreInfo, ntype: int, name: bytes, desc: bytes, elf: Elf) -> None:
-    """One thread's NT_PRSTATUS (tid; x86_64's fs_base) or i386's NT_386_TLS, which
-    follows its thread's NT_PRSTATUS and gives the gs segment's base."""
-    e = elf.fmt
+    """One thread's NT_PRSTATUS (tid, signal, pc, sp; the thread pointer where pr_reg
+    holds it, per :mod:`multiheap.arch`), or the note after it with its thread pointer:
+    i386's NT_386_TLS (the gs segment's base), arm's NT_ARM_TLS (tpidr)."""
+    e, w = elf.fmt, elf.bits // 8
+    word = "Q" if w == 8 else "I"
+    last = info.prstatus[-1] if info.prstatus else None
     if ntype == NT_PRSTATUS and name == b"CORE":
-        if elf.bits == 64 and len(desc) >= 112 + 27 * 8:
-            tid = struct.unpack_from(e + "i", desc, 32)[0]
-            info.threads[tid] = struct.unpack_from(e + "Q", desc, 112 + 21 * 8)[0] or None
-        elif elf.bits == 32 and len(desc) >= 72 + 17 * 4:
-            tid = struct.unpack_from(e + "i", desc, 24)[0]
-            info.threads[tid] = None
-            info._gs[tid] = struct.unpack_from(e + "I", desc, 72 + 10 * 4)[0]
-        else:
+        pid_off, reg_off = (32, 112) if w == 8 else (24, 72)
+        row = arch.by_machine(elf.machine)
+        regs = row.prstatus if row is not None else ()
+        if len(desc) < reg_off + (max(regs, default=0) + 1) * w:
             return
-        info._last = tid
-    elif ntype == NT_386_TLS and info._last in info._gs:
-        sel = info._gs[info._last] >> 3
+        th = CoreThread(struct.unpack_from(e + "i", desc, pid_off)[0],
+                        struct.unpack_from(e + "h", desc, 12)[0])
+        vals = [struct.unpack_from(e + word, desc, reg_off + i * w)[0] for i in regs]
+        if vals:
+            th.pc, th.sp = vals[:2]
+        if len(vals) > 2 and elf.machine == 3:  # i386: the gs selector (NT_386_TLS)
+            info._gs[th.tid] = vals[2]
+        elif len(vals) > 2:
+            th.tp = vals[2] or None
+        info.prstatus.append(th)
+        info.threads[th.tid] = th.tp
+    elif ntype == NT_386_TLS and last is not None and last.tid in info._gs:
+        sel = info._gs[last.tid] >> 3
         for i in range(0, len(desc) - 15, 16):
             entry, base = struct.unpack_from(e + "II", desc, i)
             if entry == sel:
-                info.threads[info._last] = base
+                last.tp = info.threads[last.tid] = base
+    elif ntype == NT_ARM_TLS and last is not None and len(desc) >= w:
+        last.tp = info.threads[last.tid] = struct.unpack_from(e + word, desc, 0)[0] or None
 
 
 def check_core_matches(core: CoreInfo, exe: str) -> None:
