@@ -27,11 +27,27 @@ def add_debug_dirs(debugger, dirs: Sequence[str]) -> None:
     lldb-16 then finds ``DIR/.build-id/xx/rest.debug`` for a module with that build-id
     (checked with another glibc's libc under /opt: main_arena and mp_ resolve).
     """
+    _settings(debugger, "target.debug-file-search-paths", dirs)
+
+
+def library_dirs(root: str) -> list[str]:
+    """The folders of a sysroot that hold its libraries (lib, usr/lib, their multiarch
+    subfolders such as lib/aarch64-linux-gnu, lib64)."""
+    found = []
+    for pattern in ("lib", "lib64", "lib/*-linux-*", "usr/lib", "usr/lib64",
+                    "usr/lib/*-linux-*"):
+        found += sorted(d for d in glob.glob(os.path.join(glob.escape(root), pattern))
+                        if os.path.isdir(d))
+    return found
+
+
+def _settings(debugger, name: str, values: Sequence[str]) -> None:
+    """Append quoted ``values`` to lldb's setting ``name`` (before targets are made)."""
     ci = debugger.GetCommandInterpreter()
-    for d in dirs:
+    for v in values:
         ret = lldb.SBCommandReturnObject()
-        quoted = '"' + d.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        ci.HandleCommand(f"settings append target.debug-file-search-paths {quoted}", ret)
+        quoted = '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        ci.HandleCommand(f"settings append {name} {quoted}", ret)
 
 
 def _wait_until_stopped(dbg, process) -> None:
@@ -60,6 +76,8 @@ def open_target(request: Optional[StartRequest] = None, **options) -> LldbTarget
     dbg = lldb.SBDebugger.Create(False)
     dbg.SetAsync(False)
     add_debug_dirs(dbg, req.debug_dirs)
+    if req.sysroot:  # gdb's set sysroot: the target's libraries by name in its folders
+        _settings(dbg, "target.exec-search-paths", library_dirs(req.sysroot))
     tgt = LldbTarget(dbg)
 
     def fail(msg: str) -> NoReturn:
