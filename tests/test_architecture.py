@@ -147,13 +147,17 @@ DISCOVERY_API = {"multiheap.discovery", "multiheap.discovery.facts"}
 # and called nowhere outside it.
 ONE_HOME = ("scan_thread_pointers", "tcbhead_at", "is_tcb", "find_tcache_offset", "check_arena",
             "check_mp", "arena_candidates_in_file", "mp_candidates_in_file", "tls_address",
-            "pthread_list", "libc_tls_offset", "static_tls_offset")
+            "thread_lists", "is_variant1_tcb", "libc_tls_offset", "static_tls_offset")
 # Marks of a fallback route, by what it reads: only their one home may name them.
-# (NT_PRSTATUS: thread pointers from elffile; triage/notes.py reads the crash's signal and
-# registers from the same note, through elffile's note reader.)
-ROUTE_MARKS = {"_dl_stack_user": ("multiheap/discovery",),
+# (A core's notes -- each thread's NT_PRSTATUS, NT_SIGINFO -- are decoded by elffile
+# alone: adapters take the thread pointers and triage/notes.py the crash from its CoreInfo;
+# glibc's thread lists are walked by discovery/pthreads.py alone, with or without layouts.)
+ROUTE_MARKS = {"_dl_stack_user": ("multiheap/discovery/pthreads.py",),
+               "__stack_user": ("multiheap/discovery/pthreads.py",),
                "l_tls_offset": ("multiheap/discovery",),
-               "NT_PRSTATUS": ("multiheap/elffile.py", "multiheap/triage/notes.py")}
+               "NT_PRSTATUS": ("multiheap/elffile.py",),
+               "iter_notes": ("multiheap/elffile.py",),
+               "NT_SIGINFO": ("multiheap/elffile.py",)}
 
 
 def test_nothing_outside_discovery_discovers():
