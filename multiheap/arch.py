@@ -77,7 +77,3 @@ def tcb_offset(name: str, word: int) -> int:
     a = by_name(name)
     return a.tcb_words * word if a else 0
 
-
-MACHINE_NAMES = {"EM_X86_64": 62, "EM_386": 3, "EM_AARCH64": 183, "EM_ARM": 40,
-                 "EM_RISCV": 243}
-"""pyelftools' names of ``e_machine`` for the machines above."""

@@ -13,6 +13,7 @@ import glob
 import os
 from typing import Optional
 
+from multiheap.elffile import ET_DYN, PT_DYNAMIC, PT_INTERP, BadInputError, read_elf
 from multiheap.errors import MultiheapError
 from multiheap.target import Target
 
@@ -28,17 +29,10 @@ def _exe_r_debug(target: Target) -> Optional[int]:
     exe = mods[0].path if mods and ".so" not in os.path.basename(mods[0].path) else None
     if not exe:
         return None
-    try:
-        from elftools.elf.elffile import ELFFile
-
-        with open(exe, "rb") as fh:
-            elf = ELFFile(fh)
-            dyn = next((s for s in elf.iter_segments() if s["p_type"] == "PT_DYNAMIC"), None)
-            if dyn is None:
-                return None
-            vaddr, data, pie = dyn["p_vaddr"], dyn.data(), elf["e_type"] == "ET_DYN"
-    except Exception:  # noqa: BLE001 - any unreadable file: no answer from it
+    seg = _segment(exe, PT_DYNAMIC)
+    if seg is None:
         return None
+    vaddr, data, pie = seg
     sz, order = target.pointer_size, target.endianness
     entries = [(int.from_bytes(data[i:i + sz], order),
                 int.from_bytes(data[i + sz:i + 2 * sz], order))
@@ -167,13 +161,20 @@ def interp(target: Target) -> str:
     if not mods and root:
         found = sorted(glob.glob(os.path.join(root, "lib", "ld-linux*.so*")))
         return "/lib/" + os.path.basename(found[0]) if len(found) == 1 else ""
-    try:
-        from elftools.elf.elffile import ELFFile
+    seg = _segment(mods[0].path, PT_INTERP) if mods else None
+    return seg[1].split(b"\0")[0].decode(errors="replace") if seg is not None else ""
 
-        with open(mods[0].path, "rb") as fh:
-            for s in ELFFile(fh).iter_segments():
-                if s["p_type"] == "PT_INTERP":
-                    return s.get_interp_name()
-    except Exception:  # noqa: BLE001 - no executable file: no name
-        pass
-    return ""
+
+def _segment(path: str, ptype: int) -> Optional[tuple[int, bytes, bool]]:
+    """(p_vaddr, file bytes, position-independent) of the file's first ``ptype``
+    program header, or None (no such header, an unreadable file)."""
+    try:
+        elf = read_elf(path)
+        ph = next((h for h in elf.phdrs if h[0] == ptype), None)
+        if ph is None:
+            return None
+        with open(path, "rb") as fh:
+            fh.seek(ph[1])
+            return ph[2], fh.read(ph[3]), elf.etype == ET_DYN
+    except (BadInputError, OSError, ValueError):
+        return None

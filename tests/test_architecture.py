@@ -214,3 +214,16 @@ def test_no_import_circle_between_cli_and_shell():
     assert not any(n.startswith("multiheap.cli") for n in _multiheap_imports(
         ROOT / "multiheap" / "shell.py"))
 
+
+
+def test_one_elf_reader():
+    """Every ELF parse of the package goes through multiheap/elffile.py: no module imports
+    pyelftools (a test dependency only, to check elffile against), and pyproject does not
+    install it for users."""
+    import tomllib
+
+    for path in [*(ROOT / "multiheap").rglob("*.py"), *(ROOT / "adapters").glob("*.py"),
+                 *(ROOT / "plugins").glob("*.py")]:
+        assert not {n for n in _imports(path) if n.split(".")[0] == "elftools"}, path
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not [d for d in deps if d.startswith("pyelftools")], deps

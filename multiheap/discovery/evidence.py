@@ -5,7 +5,7 @@ This module finds candidates and checks them; which route is tried when, and wha
 reported, is :mod:`multiheap.discovery.routes` and :mod:`multiheap.discovery.threads`.
 The evidence:
 
-- libc's own ELF file (pyelftools): ``main_arena``'s static initializer sets
+- libc's own ELF file (multiheap.elffile): ``main_arena``'s static initializer sets
   ``.next = &main_arena`` and ``.attached_threads = 1``, so in ``.data`` (with RELA
   addends applied) it is the one place whose ``next`` field holds its own address;
   ``mp_``'s initializer is recognisable by its defaults (128 KiB thresholds,
@@ -28,7 +28,18 @@ from functools import lru_cache
 from typing import Callable, Optional
 
 from multiheap import arch
-from multiheap.elffile import SHT_DYNSYM, BadInputError, read_file, symbols
+from multiheap.elffile import (
+    ET_DYN,
+    PT_LOAD,
+    PT_TLS,
+    SHT_DYNSYM,
+    SHT_PROGBITS,
+    BadInputError,
+    read_file,
+    relocations,
+    sections,
+    symbols,
+)
 from multiheap.errors import MultiheapError, TargetMemoryError
 from multiheap.heaptypes import MAX_ARENAS
 from multiheap.layouts import Layout, Params, layout
@@ -54,51 +65,34 @@ class ElfFacts:
 @lru_cache(maxsize=8)
 def _read_elf(path: str, mtime: float) -> Optional[ElfFacts]:
     try:
-        from elftools.common.exceptions import ELFError
-        from elftools.elf.elffile import ELFFile
-        from elftools.elf.relocation import RelocationSection
-    except ImportError:  # pragma: no cover - a dependency
+        elf, raw = read_file(path)
+        loads = [v for pt, _o, v, _f, _m in elf.phdrs if pt == PT_LOAD]
+        tls = [-(-ms // max(1, al)) * max(1, al)
+               for (pt, _o, _v, _f, ms), al in zip(elf.phdrs, elf.phalign) if pt == PT_TLS]
+        sec = next((x for x in sections(elf, raw) if x.name == ".data"), None)
+        data = [(sec.addr, bytearray(raw[sec.offset:sec.offset + sec.size]))] \
+            if sec is not None and sec.type == SHT_PROGBITS else []
+        row = arch.by_machine(elf.machine)
+        rel, add, sub = (row.relative, row.tpoff, row.tpoff_sub) if row else \
+            (frozenset(), frozenset(), frozenset())
+        slots: list[tuple[int, int]] = []
+        for r in relocations(elf, raw):
+            if r.type in rel and r.addend is not None:
+                _apply(data, r.offset, r.addend, elf.bits // 8, elf.endian)
+            elif r.type in add or r.type in sub:
+                slots.append((r.offset, -1 if r.type in sub else 1))
+    except (BadInputError, ValueError, struct.error):
         return None
-    try:
-        with open(path, "rb") as fh:
-            elf = ELFFile(fh)
-            loads = [s["p_vaddr"] for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
-            tls = [-(-s["p_memsz"] // max(1, s["p_align"])) * max(1, s["p_align"])
-                   for s in elf.iter_segments() if s["p_type"] == "PT_TLS"]
-            data = []
-            for name in (".data",):
-                sec = elf.get_section_by_name(name)
-                if sec is not None and sec["sh_type"] == "SHT_PROGBITS":
-                    data.append((sec["sh_addr"], bytearray(sec.data())))
-            slots: list[tuple[int, int]] = []
-            wide = elf.elfclass == 64
-            mach = arch.MACHINE_NAMES.get(elf["e_machine"], 0)
-            row = arch.by_machine(mach)
-            rel, add, sub = (row.relative, row.tpoff, row.tpoff_sub) if row else \
-                (frozenset(), frozenset(), frozenset())
-            for sec in elf.iter_sections():
-                if isinstance(sec, RelocationSection) and sec["sh_type"] in ("SHT_RELA",
-                                                                             "SHT_REL"):
-                    for r in sec.iter_relocations():
-                        t = r["r_info_type"]
-                        if t in rel and r.is_RELA():
-                            _apply(data, r["r_offset"], r["r_addend"], wide)
-                        elif t in add or t in sub:
-                            slots.append((r["r_offset"], -1 if t in sub else 1))
-            return ElfFacts(path, elf["e_type"] == "ET_DYN", min(loads) & ~0xFFF if loads
-                            else 0, [(a, bytes(b)) for a, b in data], slots,
-                            tls_size=tls[0] if tls else 0, machine=mach)
-    except (OSError, ELFError, ValueError, KeyError, struct.error):
-        return None
+    return ElfFacts(path, elf.etype == ET_DYN, min(loads) & ~0xFFF if loads else 0,
+                    [(a, bytes(b)) for a, b in data], slots, tls_size=tls[0] if tls else 0,
+                    machine=elf.machine)
 
 
-def _apply(data: list, vaddr: int, value: int, wide: bool) -> None:
+def _apply(data: list, vaddr: int, value: int, width: int, order: str) -> None:
     for start, buf in data:
         if start <= vaddr < start + len(buf):
             off = vaddr - start
-            width = 8 if wide else 4
-            buf[off:off + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width,
-                                                                                "little")
+            buf[off:off + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width, order)
 
 
 @lru_cache(maxsize=8)

@@ -18,6 +18,7 @@ import os
 from typing import Any, Optional
 
 from multiheap import arch, linkmap
+from multiheap.elffile import PT_DYNAMIC, PT_LOAD, BadInputError, read_elf
 from multiheap.errors import MultiheapError
 from multiheap.glibc import find_libc
 from multiheap.target import Module, Region, Target
@@ -49,13 +50,11 @@ def _host_path(name: str) -> str:
 def _segments(path: str, bias: int) -> list[Region]:
     """The file's PT_LOAD segments at ``bias``, as regions named by the file."""
     try:
-        from elftools.elf.elffile import ELFFile
-
-        with open(path, "rb") as fh:
-            segs = [(s["p_vaddr"], s["p_memsz"], s["p_flags"])
-                    for s in ELFFile(fh).iter_segments() if s["p_type"] == "PT_LOAD"]
-    except Exception:  # noqa: BLE001 - an unreadable file adds no region
+        elf = read_elf(path)
+    except BadInputError:  # an unreadable file adds no region
         return []
+    segs = [(v, n, f) for (pt, _o, v, _fs, n), f in zip(elf.phdrs, elf.phflags)
+            if pt == PT_LOAD]
     return [Region((bias + v) & ~0xFFF, (bias + v + n + 0xFFF) & ~0xFFF,
                    ("r" if f & 4 else "-") + ("w" if f & 2 else "-") + ("x" if f & 1 else "-"),
                    path) for v, n, f in segs]
@@ -120,13 +119,10 @@ def with_modules(target: Target) -> Target:
 def _dynamic_at(path: str, bias: int, l_ld: int) -> bool:
     """Does the file's PT_DYNAMIC, loaded at ``bias``, sit at ``l_ld``?"""
     try:
-        from elftools.elf.elffile import ELFFile
-
-        with open(path, "rb") as fh:
-            return any(s["p_type"] == "PT_DYNAMIC" and bias + s["p_vaddr"] == l_ld
-                       for s in ELFFile(fh).iter_segments())
-    except Exception:  # noqa: BLE001 - an unreadable file is not it
+        phdrs = read_elf(path).phdrs
+    except BadInputError:  # an unreadable file is not it
         return False
+    return any(pt == PT_DYNAMIC and bias + v == l_ld for pt, _o, v, _f, _m in phdrs)
 
 
 def _symbol(target: Target, name: str) -> Optional[int]:
