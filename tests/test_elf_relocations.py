@@ -4,6 +4,8 @@ libc and ld.so here: the host's x86_64 and i386 ones, the glibc builds under
 riscv64): 32- and 64-bit, REL (i386, arm) and RELA.  Every entry of every relocation
 section must be the same, and so must the facts discovery takes from libc's file
 (.data with RELATIVE addends applied, the TPOFF GOT slots, PT_TLS's size, the machine).
+No big-endian libc is here: objects compiled for big-endian machines (clang -c) give
+both byte orders.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
+from harness import build
 
 from multiheap import arch
 from multiheap.discovery.evidence import read_elf
@@ -27,6 +30,10 @@ PATTERNS = ("/lib/x86_64-linux-gnu/libc.so.6", "/lib/i386-linux-gnu/libc.so.6",
             "/usr/*-linux-gnu*/lib/ld-linux*.so*")
 FILES = sorted({os.path.realpath(f) for p in PATTERNS for f in glob.glob(p)})
 MACHINES = {"EM_X86_64": 62, "EM_386": 3, "EM_AARCH64": 183, "EM_ARM": 40, "EM_RISCV": 243}
+# objects (tests/programs/relocs.c, clang -c) for both byte orders: (target, bits, big, REL)
+OBJECTS = {"mips-linux-gnu": (32, True, True), "armeb-linux-gnueabi": (32, True, True),
+           "aarch64_be-linux-gnu": (64, True, False), "s390x-linux-gnu": (64, True, False),
+           "i686-linux-gnu": (32, False, True), "x86_64-linux-gnu": (64, False, False)}
 
 
 def test_the_files_cover_every_kind():
@@ -39,14 +46,30 @@ def test_the_files_cover_every_kind():
             (64, 243, False)} <= seen, seen
 
 
+def _relocs(path: str) -> list:
+    with open(path, "rb") as fh:
+        return [(r["r_offset"], r["r_info_type"], r["r_info_sym"],
+                 r["r_addend"] if r.is_RELA() else None)
+                for sec in ELFFile(fh).iter_sections() if isinstance(sec, RelocationSection)
+                and sec["sh_type"] in ("SHT_RELA", "SHT_REL") for r in sec.iter_relocations()]
+
+
+@pytest.mark.parametrize("target", OBJECTS)
+def test_relocations_of_either_byte_order_match_pyelftools(target):
+    bits, big, rel = OBJECTS[target]
+    obj = str(build("relocs", cc="clang-16", cflags=(f"--target={target}", "-c", "-fPIC")))
+    elf, data = read_file(obj)
+    assert (elf.bits, elf.endian == "big") == (bits, big)
+    got = [(r.offset, r.type, r.sym, r.addend) for r in relocations(elf, data)]
+    assert len(got) >= 5 and got == _relocs(obj)
+    assert all((r[3] is None) == rel for r in got)
+
+
 def _pyelftools(path: str) -> tuple[list, dict]:
     """Every relocation, and the facts discovery reads, as pyelftools gives them."""
+    relocs = _relocs(path)
     with open(path, "rb") as fh:
         elf = ELFFile(fh)
-        relocs = [(r["r_offset"], r["r_info_type"], r["r_info_sym"],
-                   r["r_addend"] if r.is_RELA() else None)
-                  for sec in elf.iter_sections() if isinstance(sec, RelocationSection)
-                  and sec["sh_type"] in ("SHT_RELA", "SHT_REL") for r in sec.iter_relocations()]
         machine = MACHINES.get(elf["e_machine"], 0)
         row = arch.by_machine(machine)
         sec = elf.get_section_by_name(".data")
