@@ -60,7 +60,7 @@ def analyse_here(core: str, exe: Optional[str] = None, backend: str = DEFAULT_BA
         info = inspect_core(core)
         row["exe"] = exe or info.exe
         row["program"] = os.path.basename(row["exe"]) if row["exe"] else None
-        notes = crash_notes(core)
+        notes = crash_notes(core, info)
         for k in ("signal", "signal_name", "si_code", "fault_addr", "tid", "pc"):
             row[k] = notes[k]
         argv = ["--backend", backend, "--core", core]

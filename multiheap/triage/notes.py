@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 from typing import Optional
 
-from multiheap.elffile import inspect_core
+from multiheap.elffile import CoreInfo, inspect_core
 
 # signals whose siginfo carries the faulting address (si_addr)
 _FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP}
@@ -27,13 +27,14 @@ def signal_name(signo: Optional[int]) -> Optional[str]:
         return f"signal {signo}"
 
 
-def crash_notes(path: str) -> dict:
-    """{signal, signal_name, si_code, fault_addr, tid, pc, sp} of a core's crashing thread.
+def crash_notes(path: str, info: Optional[CoreInfo] = None) -> dict:
+    """{signal, signal_name, si_code, fault_addr, tid, pc, sp} of a core's crashing thread
+    (``info``: the core's CoreInfo when the caller has read it already).
 
     Values the notes do not hold are None.  Raises BadInputError for a file that is not
     a complete core file (elffile.inspect_core reads its notes).
     """
-    info = inspect_core(path)
+    info = info if info is not None else inspect_core(path)
     out: dict = {"signal": None, "signal_name": None, "si_code": None, "fault_addr": None,
                  "tid": None, "pc": None, "sp": None}
     if info.prstatus:  # the first thread: the one the signal was for
