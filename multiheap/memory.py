@@ -20,7 +20,7 @@ from multiheap.target import Region, Target, covered_until  # noqa: F401  (re-ex
 
 _PAGE = 0x1000
 WINDOW = 4 << 20  # bytes per window read of heap memory (aligned)
-CACHE_BYTES = 64 << 20  # what the cache keeps at most
+CACHE_BYTES = 32 << 20  # what the cache keeps at most
 
 
 class Memory:
