@@ -1,7 +1,8 @@
 """Free lists: bins, fastbins and each thread's tcache, and what they say of a chunk.
 
-A mixin of :class:`multiheap.heap.Heap`.  Each list is walked once per stop, bounded
-(cycles, misaligned links, sizes that do not belong, a step limit).
+:class:`FreeLists` is held by :class:`multiheap.heap.Heap` (``heap.lists``), given the
+memory, the layout parameters and the arenas.  Each list is walked once per stop,
+bounded (cycles, misaligned links, sizes that do not belong, a step limit).
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import bisect
 import itertools
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Generator, Optional
 
 from multiheap.compact import PIECE, SortedBuilder
+from multiheap.discovery.facts import ThreadFacts
 from multiheap.errors import TargetMemoryError
 from multiheap.heaptypes import (
     IS_MMAPPED,
@@ -20,12 +22,15 @@ from multiheap.heaptypes import (
     PREV_INUSE,
     SIZE_BITS,
     Arena,
+    ArenaView,
     Chunk,
     FreeList,
     Stop,
     Tcache,
+    codecs,
 )
-from multiheap.memory import CACHE_BYTES
+from multiheap.layouts import Layout, Params
+from multiheap.memory import CACHE_BYTES, Memory
 
 _CODES = (None, "free", "fast", "tcache")  # a listed chunk's state by its code
 
@@ -77,16 +82,33 @@ class Listed:
 
 
 class FreeLists:
-    """Heap methods that walk and query the free lists."""
+    """The free lists of one target at one stop: walked on demand, each once."""
 
-    # free lists ---------------------------------------------------------------
+    def __init__(self, mem: Memory, params: Params, endian: str, state: Layout,
+                 tcache: Optional[Layout], threads: Sequence[ThreadFacts],
+                 arenas: ArenaView) -> None:
+        self.mem, self.p, self.sz = mem, params, params.ptr_size
+        self.two = codecs(self.sz, endian)[1]
+        self.L_state, self.L_tcache = state, tcache
+        self.threads = threads
+        self.model = arenas
+        self._free_index: Optional[Listed] = None
+        self._bins: dict[int, list[FreeList]] = {}
+        self._fast: dict[int, list[FreeList]] = {}
+        self._lists: dict[tuple[str, int, int], FreeList] = {}  # one walked list each
+        self._members: dict[int, set[int]] = {}  # id(FreeList) -> its chunks, as a set
+        self._tc_heads: Optional[list[Tcache]] = None
+        self._tcaches: Optional[list[Tcache]] = None
+        self._tc_struct: dict[int, Optional[dict]] = {}
+        self._preloaded = False
+
     def preload(self) -> None:
         """Read each heap segment in one request, before lists are walked, when the
         heaps fit the memory cache; bigger heaps are read in windows as lists go."""
         if self._preloaded:
             return
         self._preloaded = True
-        segs = [seg for a in self.arenas() for seg in a.heaps]
+        segs = [seg for a in self.model.arenas() for seg in a.heaps]
         if sum(seg.end - seg.start for seg in segs) > CACHE_BYTES // 4:
             return
         for seg in segs:
@@ -150,7 +172,7 @@ class FreeLists:
         sz = self.sz
         link = 2 * sz
         mask = self.p.align_mask
-        unpack = self._two.unpack_from
+        unpack = self.two.unpack_from
         chunks = fl.chunks
         chunk, size_of = chunks.append, fl.sizes.append
         want = fl.index
@@ -199,7 +221,7 @@ class FreeLists:
         of the heap holding it, else a page), or None."""
         blk = self.mem.block(p)
         if blk is None or p + need > blk[1]:
-            found = self.segment_of(p)
+            found = self.model.segment_of(p)
             if found is not None:
                 return self.mem.window(p, need, found[1].start, found[1].end)
             try:
@@ -292,7 +314,7 @@ class FreeLists:
         if self._tc_heads is None:
             self._tc_heads = []
             if self.L_tcache is not None:  # found by discovery, before this Heap
-                for tf in self.cfg.threads:
+                for tf in self.threads:
                     self._tc_heads.append(Tcache(tf.thread, tf.tcache.value, tf.tcache.how))
         return self._tc_heads
 
@@ -339,7 +361,8 @@ class FreeLists:
         assert self.L_tcache is not None and tc.addr is not None
         if tc.addr not in self._tc_struct:
             try:
-                self._tc_struct[tc.addr] = self.read_struct(self.L_tcache, tc.addr)
+                lay = self.L_tcache
+                self._tc_struct[tc.addr] = lay.parse(self.mem.read(tc.addr, lay.size))
             except TargetMemoryError:
                 self._tc_struct[tc.addr] = None
                 tc.how += "; struct unreadable"
@@ -389,7 +412,7 @@ class FreeLists:
                     if f is not None and j < len(f["entries"]) \
                             and self._listed(self.tcache_list(tc, j), c.addr):
                         return "tcache"
-        arena = self.arena_of(c.addr)
+        arena = self.model.arena_of(c.addr)
         if arena is None:
             return None
         if p.has_fastbins:
@@ -408,7 +431,7 @@ class FreeLists:
         if self._free_index is not None:
             return self._free_index
         lists: list[tuple[str, array]] = []
-        for a in self.arenas():
+        for a in self.model.arenas():
             lists += [("free", fl.chunks) for fl in self.bins(a) if fl.chunks]
             lists += [("fast", fl.chunks) for fl in self.fastbins(a) if fl.chunks]
         for tc in self.tcaches():
@@ -419,7 +442,7 @@ class FreeLists:
     def chunk_state(self, c: Chunk) -> str:
         if c.flags & IS_MMAPPED:
             return "mmapped"
-        for a in self.arenas():
+        for a in self.model.arenas():
             if c.addr == a.top:
                 return "top"
         if self._free_index is not None:

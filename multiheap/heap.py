@@ -1,26 +1,26 @@
 """The ptmalloc model of one target at one stop: arenas, heaps, chunks, free lists.
 
-:class:`Heap` reads malloc_state, malloc_par and heap_info itself; chunk walks live in
-:mod:`multiheap.walks` and free lists in :mod:`multiheap.freelists` (its mixins).
-Every walk is bounded and records where and why it stopped in a :class:`Stop`.
+:class:`Heap` reads malloc_state, malloc_par and heap_info itself and holds two objects
+it builds with what they need: ``heap.lists`` (:class:`~multiheap.freelists.FreeLists`)
+and ``heap.walks`` (:class:`~multiheap.walks.ChunkWalks`).  Every walk is bounded and
+records where and why it stopped in a :class:`Stop`.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Optional
 
 from multiheap.discovery import Config, Overrides
 from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
-from multiheap.freelists import FreeLists, Listed
-from multiheap.heaptypes import MAX_ARENAS, Arena, Chunk, FreeList, HeapSegment, Stop, Tcache
+from multiheap.freelists import FreeLists
+from multiheap.heaptypes import MAX_ARENAS, Arena, Chunk, HeapSegment, Stop, codecs
 from multiheap.layouts import Layout, layout
 from multiheap.memory import Memory
 from multiheap.target import Target
 from multiheap.walks import ChunkWalks
 
 
-class Heap(ChunkWalks, FreeLists):
+class Heap:
     """The engine's view of one target.  Build one per stop; everything is cached."""
 
     def __init__(self, target: Target, config: Config,
@@ -31,10 +31,7 @@ class Heap(ChunkWalks, FreeLists):
         self.p = config.params
         self.sz = config.ptr_size
         self.mem = Memory(target, self.sz, config.endian)
-        e = "<" if config.endian == "little" else ">"
-        w = "Q" if self.sz == 8 else "I"
-        self._word = struct.Struct(e + w)
-        self._two = struct.Struct(e + w + w)
+        self.word, self.two = codecs(self.sz, config.endian)
         self.L_state = self._layout("malloc_state")
         self.L_par = self._layout("malloc_par")
         self.L_heap = self._layout("heap_info")
@@ -42,16 +39,11 @@ class Heap(ChunkWalks, FreeLists):
         self.L_tcache = self._layout("tcache_perthread_struct") if self.p.has_tcache else None
         self._arenas: Optional[list[Arena]] = None
         self._mp: Optional[dict] = None
-        self._tcaches: Optional[list[Tcache]] = None
-        self._free_index: Optional[Listed] = None
-        self._bins: dict[int, list[FreeList]] = {}
-        self._fast: dict[int, list[FreeList]] = {}
-        self._lists: dict[tuple[str, int, int], FreeList] = {}  # one walked list each
-        self._members: dict[int, set[int]] = {}  # id(FreeList) -> its chunks, as a set
-        self._tc_heads: Optional[list[Tcache]] = None
-        self._tc_struct: dict[int, Optional[dict]] = {}
-        self._preloaded = False
         self.notes: list[str] = list(config.warnings)
+        self.lists = FreeLists(self.mem, self.p, config.endian, self.L_state, self.L_tcache,
+                               config.threads, self)
+        self.walks = ChunkWalks(self.mem, self.p, config.endian, target, self, self.lists,
+                                lambda: self.mp)
 
     def _layout(self, name: str) -> Layout:
         return layout(name, self.cfg.version, self.sz, self.cfg.endian, self.cfg.arch)
@@ -69,11 +61,11 @@ class Heap(ChunkWalks, FreeLists):
 
     def chunk(self, addr: int) -> Chunk:
         data = self.mem.read(addr, 2 * self.sz)
-        prev, size = self._two.unpack(data)
+        prev, size = self.two.unpack(data)
         try:
             links = self.mem.read(addr + 2 * self.sz, 4 * self.sz)
-            fd, bk = self._two.unpack_from(links, 0)
-            fdn, bkn = self._two.unpack_from(links, 2 * self.sz)
+            fd, bk = self.two.unpack_from(links, 0)
+            fdn, bkn = self.two.unpack_from(links, 2 * self.sz)
         except TargetMemoryError:
             fd = bk = fdn = bkn = 0
         return Chunk(addr, prev, size, fd, bk, fdn, bkn, self.sz)
@@ -89,7 +81,7 @@ class Heap(ChunkWalks, FreeLists):
     def global_max_fast(self) -> Optional[int]:
         if self.cfg.global_max_fast is None or not self.p.has_fastbins:
             return None
-        width = 1 if self.cfg.version >= (2, 37) else self.sz
+        width = self.p.global_max_fast_width
         data = self.mem.read(self.cfg.global_max_fast, width)
         return int.from_bytes(data, self.cfg.endian)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import struct
 from array import array
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Protocol
 
 from multiheap.target import Thread
 
@@ -104,3 +105,20 @@ class Tcache:
     addr: Optional[int]
     how: str
     bins: list[FreeList] = field(default_factory=list)
+
+
+class ArenaView(Protocol):
+    """What free lists and chunk walks are given of the arenas (the Heap provides it)."""
+
+    def arenas(self) -> list[Arena]: ...
+
+    def arena_of(self, addr: int) -> Optional[Arena]: ...
+
+    def segment_of(self, addr: int) -> Optional[tuple[Arena, HeapSegment]]: ...
+
+
+def codecs(ptr_size: int, endian: str) -> tuple[struct.Struct, struct.Struct]:
+    """The target's word and pair-of-words codecs, in its byte order."""
+    e = "<" if endian == "little" else ">"
+    w = "Q" if ptr_size == 8 else "I"
+    return struct.Struct(e + w), struct.Struct(e + w + w)

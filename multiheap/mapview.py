@@ -77,16 +77,16 @@ def _lists(heap: Heap, arenas: list[Arena]) -> tuple[list[dict], dict[int, int]]
     lists: list[dict] = []
     bin_kind: dict[int, int] = {}
     for a in arenas:
-        for fl in heap.bins(a):
+        for fl in heap.lists.bins(a):
             if fl.chunks:
                 bin_kind.update(dict.fromkeys(fl.chunks, CODE[fl.kind]))
                 lists.append({"kind": fl.kind, "index": fl.index, "arena": a.addr,
                               "chunks": list(fl.chunks)})
-        for fl in heap.fastbins(a):
+        for fl in heap.lists.fastbins(a):
             if fl.chunks:
                 lists.append({"kind": "fast", "index": fl.index, "arena": a.addr,
                               "chunks": list(fl.chunks)})
-    for tc in heap.tcaches():
+    for tc in heap.lists.tcaches():
         for fl in tc.bins:
             if fl.chunks:
                 lists.append({"kind": "tcache", "index": fl.index, "thread": tc.thread.num,
@@ -147,7 +147,7 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
             out.notes.append(st.message(f"arena {a.addr:#x}"))
         for seg in a.heaps:
             first = len(addrs)
-            rows = list(heap.walk(a, seg, stops))
+            rows = list(heap.walks.walk(a, seg, stops))
             if not rows:
                 continue
             addr_l = [r[0] for r in rows]
@@ -163,7 +163,7 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
     for st in stops:
         out.notes.append(st.message("walk"))
     if arena is None:
-        mm = heap.mmapped_chunks()
+        mm = heap.walks.mmapped_chunks()
         if mm:
             first = len(addrs)
             for a, s, _p in mm:
@@ -176,10 +176,10 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
                     hexes.append(bytes(HEX_BYTES))
             segs.append({"kind": "mmapped", "start": mm[0][0],
                          "end": mm[-1][0] + mm[-1][1], "first": first, "count": len(mm)})
-        why_mm = heap.mmapped_note()
+        why_mm = heap.walks.mmapped_note()
         if why_mm:
             out.notes.append(why_mm)
-    for msg, _data in heap.tcache_notes():
+    for msg, _data in heap.lists.tcache_notes():
         out.notes.append(msg)
     if flagged:
         index = {int(x): i for i, x in enumerate(addrs)}

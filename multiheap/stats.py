@@ -38,8 +38,8 @@ def mallinfo2(heap: Heap) -> dict[str, int]:
     m = dict.fromkeys(MALLINFO2_FIELDS, 0)
     for a in heap.arenas():
         top = heap.top_size(a)
-        fast = [s for fl in heap.fastbins(a) for s in fl.sizes]
-        binned = [s for fl in heap.bins(a) for s in fl.sizes]
+        fast = [s for fl in heap.lists.fastbins(a) for s in fl.sizes]
+        binned = [s for fl in heap.lists.bins(a) for s in fl.sizes]
         avail = top + sum(fast) + sum(binned)
         m["smblks"] += len(fast)
         m["fsmblks"] += sum(fast)
@@ -59,7 +59,7 @@ def mallinfo2(heap: Heap) -> dict[str, int]:
 def arena_stats(heap: Heap, arena: Arena, stops: list[Stop]) -> ArenaStats:
     """Walk the arena's heaps and count chunks by state."""
     st = ArenaStats(arena.addr, arena.f["system_mem"], heap.top_size(arena))
-    for state, (count, size) in heap.census(arena, stops).items():
+    for state, (count, size) in heap.walks.census(arena, stops).items():
         setattr(st, f"{state}_count", count)
         setattr(st, f"{state}_bytes", size)
     return st

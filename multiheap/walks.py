@@ -1,6 +1,8 @@
 """Walking chunks in address order: ptlist's walk, ptstats' census, mmapped chunks.
 
-A mixin of :class:`multiheap.heap.Heap`; every walk is bounded and records a
+:class:`ChunkWalks` is held by :class:`multiheap.heap.Heap` (``heap.walks``), given the
+memory, the layout parameters, the arenas and the free lists (whose states a walk
+reports).  Every walk is bounded and records a
 :class:`~multiheap.heaptypes.Stop` where it cannot go on.  Heaps are streamed in
 windows of :data:`WINDOW` bytes: nothing per chunk is kept between walks but a
 checkpoint every :data:`EVERY` chunks, so memory stays flat whatever the heap's size.
@@ -13,10 +15,23 @@ import sys
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from multiheap.errors import TargetMemoryError
-from multiheap.heaptypes import IS_MMAPPED, PREV_INUSE, SIZE_BITS, Arena, HeapSegment, Stop
+from multiheap.freelists import FreeLists
+from multiheap.heaptypes import (
+    IS_MMAPPED,
+    PREV_INUSE,
+    SIZE_BITS,
+    Arena,
+    ArenaView,
+    HeapSegment,
+    Stop,
+    codecs,
+)
+from multiheap.layouts import Params
+from multiheap.memory import Memory
+from multiheap.target import Target
 
 # Chunk states as ptlist, ptchunk, ptstats, ptmap and ptvis name them (besides top and
 # mmapped): in use; in a bin (free), a fastbin, a tcache; marked free by the next
@@ -100,17 +115,32 @@ class ChunkIndex:
 
 
 class ChunkWalks:
-    """Heap methods that walk chunks by their size fields."""
+    """The walks of one target's chunks by their size fields, and its mmapped chunks."""
+
+    def __init__(self, mem: Memory, params: Params, endian: str, target: Target,
+                 arenas: ArenaView, lists: FreeLists, mp: Callable[[], dict]) -> None:
+        self.mem, self.p, self.sz, self.endian = mem, params, params.ptr_size, endian
+        self.word, self.two = codecs(self.sz, endian)
+        self.target = target
+        self.model = arenas
+        self.lists = lists
+        self._mp = mp  # malloc_par's fields, read when first needed
+        self._chunk_index: dict[tuple[int, int], ChunkIndex] = {}
+        self._mmapped: Optional[list[tuple[int, int, int]]] = None
+
+    def indexed(self, arena: Arena, seg: HeapSegment) -> bool:
+        """Whether a whole walk of ``seg`` has been made (its index is cached)."""
+        return (arena.addr, seg.start) in self._chunk_index
 
     # the chunk walk: windows of a segment ------------------------------------------
     def chunk_index(self, arena: Arena, seg: HeapSegment) -> ChunkIndex:
         """What a whole walk of ``seg`` finds (walked once per stop if no command has
         walked it yet; cached)."""
-        found = self.__dict__.setdefault("_chunk_index", {}).get((arena.addr, seg.start))
+        found = self._chunk_index.get((arena.addr, seg.start))
         if found is None:
             for _win in self.chunk_windows(arena, seg):
                 pass
-            found = self.__dict__["_chunk_index"][(arena.addr, seg.start)]
+            found = self._chunk_index[(arena.addr, seg.start)]
         return found
 
     def chunk_windows(self, arena: Arena, seg: HeapSegment,
@@ -129,10 +159,10 @@ class ChunkWalks:
         ix.read = self._size_word_reader(seg)
         yield from self._scan(arena, seg, seg.start if start is None else start, ix)
         if start is None:
-            self.__dict__.setdefault("_chunk_index", {}).setdefault((arena.addr, seg.start), ix)
+            self._chunk_index.setdefault((arena.addr, seg.start), ix)
 
     def _size_word_reader(self, seg: HeapSegment):
-        mem, unpack, sz = self.mem, self._word.unpack_from, self.sz
+        mem, unpack, sz = self.mem, self.word.unpack_from, self.sz
 
         def read(addr: int) -> int:
             b = mem.window(addr + sz, sz, seg.start, seg.end)
@@ -146,7 +176,7 @@ class ChunkWalks:
         sz = self.sz
         kind = "Q" if sz == 8 else "I"
         n = len(buf) - len(buf) % sz
-        if self.cfg.endian == sys.byteorder:
+        if self.endian == sys.byteorder:
             return memoryview(buf)[:n].cast(kind)
         words = array(kind, buf[:n])
         words.byteswap()
@@ -318,7 +348,7 @@ class ChunkWalks:
     def next_run(self, addr: int) -> Optional[int]:
         """Where the walk goes on when ``addr`` is a fencepost ending a main-heap run
         (the next run's first chunk), else None."""
-        found = self.segment_of(addr)
+        found = self.model.segment_of(addr)
         if found is None:
             return None
         ix = self.chunk_index(*found)
@@ -340,7 +370,7 @@ class ChunkWalks:
         bin), else from its successor's PREV_INUSE bit: ``inuse``, or ``orphan`` (marked
         free, in no list; ``free`` without ``classify``).
         """
-        special = self.free_index() if classify else None
+        special = self.lists.free_index() if classify else None
         unlisted = "orphan" if classify else "free"
         sz = self.sz
         fl = flag_names if flag_names is not None else range(8)
@@ -384,7 +414,7 @@ class ChunkWalks:
         looked at one by one; in-use figures are the walk's totals less those.
         """
         out = {k: [0, 0] for k in STATES if k != "inuse"}
-        index = self.free_index()
+        index = self.lists.free_index()
         sz = self.sz
         shift = sz.bit_length() - 1
         n_all = b_all = 0
@@ -459,7 +489,7 @@ class ChunkWalks:
         """(addr, size, prev_size) if ``addr`` holds the header of the chunk mapped at
         ``base`` (prev_size = addr - base, IS_MMAPPED alone, a page-multiple span)."""
         try:
-            prev, sf = self._two.unpack(self.mem.read(addr, 2 * self.sz))
+            prev, sf = self.two.unpack(self.mem.read(addr, 2 * self.sz))
         except TargetMemoryError:
             return None
         size = sf & ~SIZE_BITS
@@ -469,7 +499,7 @@ class ChunkWalks:
             return addr, size, prev
         return None
 
-    def _anon_spans(self) -> list[tuple[int, int]]:
+    def anon_spans(self) -> list[tuple[int, int]]:
         """Writable memory no file backs, outside the arenas' heaps, as maximal spans.
 
         Hosts name and split mappings differently (a core's list, r2's ``unkN``, lldb's
@@ -485,7 +515,7 @@ class ChunkWalks:
                 spans[-1][1] = max(spans[-1][1], r.end)
             else:
                 spans.append([r.start, r.end])
-        heaps = sorted((s.info or s.start, s.end) for a in self.arenas() for s in a.heaps)
+        heaps = sorted((s.info or s.start, s.end) for a in self.model.arenas() for s in a.heaps)
         out: list[tuple[int, int]] = []
         for lo, hi in spans:
             for h_lo, h_hi in heaps:  # cut the heaps out
@@ -505,10 +535,9 @@ class ChunkWalks:
         mappings).  If that finds fewer chunks than ``mp_.n_mmaps``, every page of
         those spans is tried: a chunk's mapping can also follow other anonymous memory.
         """
-        cached = self.__dict__.get("_mmapped")
-        if cached is not None:
-            return cached
-        spans = self._anon_spans()
+        if self._mmapped is not None:
+            return self._mmapped
+        spans = self.anon_spans()
         region_starts = sorted({r.start for r in self.target.regions()} |
                                {lo for lo, _hi in spans})
         found: dict[int, tuple[int, int, int]] = {}
@@ -525,13 +554,13 @@ class ChunkWalks:
             for start in region_starts:
                 if lo <= start < hi:
                     follow(start, hi)
-        want = self.mp["n_mmaps"]
+        want = self._mp()["n_mmaps"]
         if len(found) < want:
             for lo, hi in spans:
                 for base in self._page_candidates(lo, hi, found):
                     follow(base, hi)
         out = sorted(found.values())
-        self.__dict__["_mmapped"] = out
+        self._mmapped = out
         return out
 
     def _page_candidates(self, lo: int, hi: int,
@@ -552,7 +581,7 @@ class ChunkWalks:
                 if any(b <= base < b + h[1] + h[2] for b, h in found.items()):
                     continue
                 for k in range(0, self.p.malloc_alignment, sz):
-                    prev, sf = self._two.unpack_from(buf, off + k) if off + k + 2 * sz <= n \
+                    prev, sf = self.two.unpack_from(buf, off + k) if off + k + 2 * sz <= n \
                         else (None, 0)
                     if prev == k and (sf & SIZE_BITS) == IS_MMAPPED:
                         yield base
@@ -563,7 +592,7 @@ class ChunkWalks:
         """Why the mmapped chunks found differ from mp_'s count and bytes, or None."""
         chunks = self.mmapped_chunks()
         n, total = len(chunks), sum(s + p for _a, s, p in chunks)
-        want_n, want_b = self.mp["n_mmaps"], self.mp["mmapped_mem"]
+        want_n, want_b = self._mp()["n_mmaps"], self._mp()["mmapped_mem"]
         if (n, total) == (want_n, want_b):
             return None
         return (f"found {n} mmapped chunks ({total:#x} bytes) but mp_ counts {want_n} "

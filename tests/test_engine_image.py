@@ -41,13 +41,13 @@ def _check_lists(heap: Heap, img) -> None:
     assert [a.addr for a in arenas] == [img.main_arena, img.arena2]
     assert not any(a.stops for a in arenas)
     main = arenas[0]
-    bins = {fl.index: list(fl.chunks) for fl in heap.bins(main) if fl.chunks}
+    bins = {fl.index: list(fl.chunks) for fl in heap.lists.bins(main) if fl.chunks}
     assert bins == exp.bins
-    assert all(fl.stop is None for fl in heap.bins(main))
-    fast = {fl.index: list(fl.chunks) for fl in heap.fastbins(main) if fl.chunks}
+    assert all(fl.stop is None for fl in heap.lists.bins(main))
+    fast = {fl.index: list(fl.chunks) for fl in heap.lists.fastbins(main) if fl.chunks}
     assert fast == exp.fast
-    assert all(fl.stop is None for fl in heap.fastbins(main))
-    tcaches = heap.tcaches()
+    assert all(fl.stop is None for fl in heap.lists.fastbins(main))
+    tcaches = heap.lists.tcaches()
     if not p.has_tcache:
         assert tcaches == []
         return
@@ -131,7 +131,7 @@ def test_tcache_key_follows_the_version():
     for version, want in (((2, 29), "struct"), ((2, 33), "struct"), ((2, 34), "random")):
         img = build_image(version, 8)
         heap = Session(img.target).heap()
-        tc = heap.tcaches()[0]
+        tc = heap.lists.tcaches()[0]
         first = next(fl for fl in tc.bins if fl.chunks).chunks[0]
         key = heap.mem.ptr(first + 3 * 8)
         assert key == (tc.addr if want == "struct" else TCACHE_KEY), version
@@ -146,15 +146,15 @@ def test_safe_linking_read_with_the_wrong_version_is_caught(version):
     s = Session(img.target)
     run_command(s, "ptconfig", ["--glibc", wrong])
     heap = s.heap()
-    stops = [fl.stop for tc in heap.tcaches() for fl in tc.bins if fl.stop] + \
-        [fl.stop for fl in heap.fastbins(heap.arenas()[0]) if fl.stop]
+    stops = [fl.stop for tc in heap.lists.tcaches() for fl in tc.bins if fl.stop] + \
+        [fl.stop for fl in heap.lists.fastbins(heap.arenas()[0]) if fl.stop]
     assert stops, "mangled links were followed as if they were plain"
 
 
 def test_no_fastbins_on_243():
     img = build_image((2, 43), 8)
     s = Session(img.target)
-    assert s.heap().fastbins(s.heap().arenas()[0]) == []
+    assert s.heap().lists.fastbins(s.heap().arenas()[0]) == []
     r = run_command(s, "ptfast", [])
     assert "no fastbins" in (r.output + (r.error or ""))
 
@@ -163,12 +163,12 @@ def test_dummy_tcache_before_first_use_243():
     """2.43: a thread that never called malloc points at libc's read-only dummy."""
     img = build_image((2, 43), 8, dummy_tcache=True)
     heap = Session(img.target).heap()
-    tc2 = next(tc for tc in heap.tcaches() if tc.thread.num == 2)
+    tc2 = next(tc for tc in heap.lists.tcaches() if tc.thread.num == 2)
     assert tc2.addr == img.expected.tcache_structs[2]
     assert not any(fl.chunks for fl in tc2.bins)
     img = build_image((2, 43), 8, symbols=False, tls_symbols=False, dummy_tcache=True)
     heap = Session(img.target).heap()
-    assert {tc.thread.num: tc.addr for tc in heap.tcaches()} == img.expected.tcache_structs
+    assert {tc.thread.num: tc.addr for tc in heap.lists.tcaches()} == img.expected.tcache_structs
 
 
 # -- wrong guesses are reported, not used ---------------------------------------------
@@ -247,7 +247,7 @@ def test_tls_decoy_is_not_taken_for_the_tcache():
     """Without symbols the TLS scan meets a pointer to an in-use chunk first."""
     img = build_image((2, 36), 8, symbols=False, tls_symbols=False)
     heap = Session(img.target).heap()
-    assert "-0x48" in heap.tcaches()[0].how
+    assert "-0x48" in heap.lists.tcaches()[0].how
 
 
 @pytest.mark.parametrize("sz", [8, 4], ids=["x86_64", "i386"])
@@ -255,7 +255,7 @@ def test_thread_pointers_found_in_memory(sz):
     """A host without fs_base/gs_base: each struct pthread is found by its tid."""
     img = build_image((2, 36), sz, symbols=False, tls_symbols=False, hide_tp=True)
     heap = Session(img.target).heap()
-    assert {tc.thread.num: tc.addr for tc in heap.tcaches()} == img.expected.tcache_structs
+    assert {tc.thread.num: tc.addr for tc in heap.lists.tcaches()} == img.expected.tcache_structs
 
 
 def test_uninitialised_bins_are_empty_not_unreadable():
@@ -264,7 +264,7 @@ def test_uninitialised_bins_are_empty_not_unreadable():
     L = layout("malloc_state", (2, 36), 8)
     target = img.patched(img.main_arena + L.offset("bins"), bytes(254 * 8))
     heap = Session(target).heap()
-    bins = heap.bins(heap.arenas()[0])
+    bins = heap.lists.bins(heap.arenas()[0])
     assert len(bins) == 127
     assert all(not fl.chunks and fl.stop is None for fl in bins)
 
@@ -276,6 +276,6 @@ def test_cycle_after_a_tail_stops_at_the_first_repeated_chunk():
     fd = ((c1 + 16) >> 12) ^ c1  # safe-linking, as glibc stores it
     target = img.patched(c1 + 16, fd.to_bytes(8, "little"))
     heap = Session(target).heap()
-    fl = heap.fastbins(heap.arenas()[0])[1]
+    fl = heap.lists.fastbins(heap.arenas()[0])[1]
     assert list(fl.chunks) == [c0, c1] and list(fl.sizes) == [0x30, 0x30]
     assert fl.stop is not None and fl.stop.addr == c1 and "cycle" in fl.stop.reason

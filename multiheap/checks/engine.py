@@ -79,9 +79,9 @@ class Checker:
                 data = self.h.mem.read(addr, need)
             except TargetMemoryError:
                 return None
-            return tuple(self.h._word.unpack_from(data, i * self.sz)[0] for i in range(n))
+            return tuple(self.h.word.unpack_from(data, i * self.sz)[0] for i in range(n))
         lo, _hi, buf = blk
-        return tuple(self.h._word.unpack_from(buf, addr - lo + i * self.sz)[0]
+        return tuple(self.h.word.unpack_from(buf, addr - lo + i * self.sz)[0]
                      for i in range(n))
 
     def req(self, size: int) -> int:
@@ -161,8 +161,8 @@ class Checker:
         marked = self.marked_free
         flags = IS_MMAPPED | NON_MAIN_ARENA
         ix = ChunkIndex(seg.start, sz)
-        listed, ok = h.free_index(), array("Q")
-        for win in h.chunk_windows(a, seg, into=ix):  # streamed: a window at a time
+        listed, ok = h.lists.free_index(), array("Q")
+        for win in h.walks.chunk_windows(a, seg, into=ix):  # streamed: a window at a time
             words, base, starts = win.words, win.base, win.starts
             if starts:  # each list entry here: a chunk start, or inside which chunk
                 on = set(starts)
@@ -224,7 +224,7 @@ class Checker:
     def two_lists(self) -> None:
         """A chunk in two free lists (found from the sorted list entries: only the
         chunks listed twice are looked for list by list)."""
-        listed = self.h.free_index()
+        listed = self.h.lists.free_index()
         if listed.unique:
             return
         r = listed.runs[0]
@@ -276,9 +276,9 @@ class Checker:
 
     def bins(self, a: Arena) -> None:
         h = self.h
-        for fl in h.bins(a):
+        for fl in h.lists.bins(a):
             i = fl.index
-            head = h.bin_address(a, i)
+            head = h.lists.bin_address(a, i)
             label = f"arena {a.addr:#x} {fl.kind} bin {i}"
             key = {"unsorted": "unsorted_links", "small": "small_links"}.get(fl.kind, "unlink")
             op = ("the next malloc that sorts the unsorted bin" if fl.kind == "unsorted"
@@ -357,7 +357,7 @@ class Checker:
 
     def fastbins(self, a: Arena) -> None:
         h = self.h
-        for fl in h.fastbins(a):
+        for fl in h.lists.fastbins(a):
             head = a.addr
             label = f"arena {a.addr:#x} fastbin {fl.index}"
             size = self.p.fastbin_size(fl.index)
@@ -380,7 +380,7 @@ class Checker:
 
     def tcaches(self, arena: Optional[Arena]) -> None:
         h, sz, p = self.h, self.sz, self.p
-        for tc in h.tcaches():
+        for tc in h.lists.tcaches():
             if not tc.addr:
                 continue
             keys = self._tcache_key(tc)
@@ -450,7 +450,7 @@ class Checker:
     def states(self) -> None:
         """Chunks marked free must be in exactly one bin, and bin chunks marked free."""
         self.two_lists()
-        listed = self.h.free_index()
+        listed = self.h.lists.free_index()
         for c in self.marked_free:
             st = listed.get(c)
             if st is None:
@@ -482,14 +482,14 @@ class Checker:
 
     def mmapped(self) -> None:
         h = self.h
-        chunks = h.mmapped_chunks()
+        chunks = h.walks.mmapped_chunks()
         n, total = len(chunks), sum(s + p for _a, s, p in chunks)
         want_n, want_b = h.mp["n_mmaps"], h.mp["mmapped_mem"]
         if (n, total) == (want_n, want_b):
             return
         found = {a for a, _s, _p in chunks}
         named = False
-        for lo, hi in h._anon_spans():
+        for lo, hi in h.walks.anon_spans():
             a = (lo + 0xfff) & ~0xfff
             while a < hi:
                 for k in range(0, self.p.malloc_alignment, self.sz):

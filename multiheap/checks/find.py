@@ -34,12 +34,12 @@ def find_chunk(heap, addr: int) -> Optional[Found]:
         arena, seg = found
         hit = _from_anchor(heap, arena, seg, addr)
         if hit is None:
-            hit = heap.chunk_index(arena, seg).holding(addr)
+            hit = heap.walks.chunk_index(arena, seg).holding(addr)
         if hit is None:
             return None
         c = heap.chunk(hit)
-        return Found(hit, c.size, heap.chunk_state(c), arena.addr, addr - c.mem)
-    for a, size, prev in heap.mmapped_chunks():
+        return Found(hit, c.size, heap.lists.chunk_state(c), arena.addr, addr - c.mem)
+    for a, size, prev in heap.walks.mmapped_chunks():
         if a - prev <= addr < a + size:
             return Found(a, size, "mmapped", None, addr - (a + 2 * heap.sz))
     return None
@@ -60,7 +60,7 @@ def _from_anchor(heap, arena, seg, addr: int) -> Optional[int]:
     """The chunk holding ``addr`` by a walk from the nearest anchor at or below it,
     if the chunk index is not built yet and that walk reaches top exactly (else None:
     the caller uses the index).  The walk streams the heap from the anchor on."""
-    if (arena.addr, seg.start) in heap.__dict__.get("_chunk_index", {}):
+    if heap.walks.indexed(arena, seg):
         return None
     if not seg.start <= arena.top < seg.end or addr > arena.top:
         return None
@@ -71,7 +71,7 @@ def _from_anchor(heap, arena, seg, addr: int) -> Optional[int]:
     sz = heap.sz
     ix = ChunkIndex(seg.start, sz)
     hit = None
-    for win in heap.chunk_windows(arena, seg, start=max(below), into=ix):
+    for win in heap.walks.chunk_windows(arena, seg, start=max(below), into=ix):
         starts = win.starts
         want = (addr - win.base) // sz
         if hit is None and starts and starts[0] <= want:

@@ -31,13 +31,13 @@ class Outcome:
 
 
 def _size(heap, addr: int) -> tuple[int, int]:
-    prev, sf = heap._two.unpack(heap.mem.read(addr, 2 * heap.sz))
+    prev, sf = heap.two.unpack(heap.mem.read(addr, 2 * heap.sz))
     return prev, sf
 
 
 def _tcache(heap):
-    for tc in heap.tcaches():
-        if tc.addr and tc.thread.num == min(t.thread.num for t in heap.tcaches()):
+    for tc in heap.lists.tcaches():
+        if tc.addr and tc.thread.num == min(t.thread.num for t in heap.lists.tcaches()):
             return tc
     return None
 
@@ -78,7 +78,7 @@ def try_free(heap, mem: int) -> Outcome:
     tc = _tcache(heap) if p.has_tcache else None
     if tc is not None and size - sz <= heap.mp["tcache_max_bytes"] and size >= p.minsize:
         idx = p.tcache_index(size)
-        fl = heap.tcache_list(tc, idx) if idx < len(tc.bins) else None
+        fl = heap.lists.tcache_list(tc, idx) if idx < len(tc.bins) else None
         key = heap.mem.ptr(mem + sz) if p.tcache_key else None
         want = heap.target.symbol("tcache_key") if p.tcache_key_random else tc.addr
         if p.tcache_key_random and want:
@@ -187,7 +187,7 @@ def try_malloc(heap, request: int) -> Outcome:
     tc = _tcache(heap) if p.has_tcache else None
     if tc is not None and request <= heap.mp["tcache_max_bytes"]:
         idx = p.tcache_index(nb)
-        fl = heap.tcache_list(tc, idx) if idx < len(tc.bins) else None
+        fl = heap.lists.tcache_list(tc, idx) if idx < len(tc.bins) else None
         if fl is not None and (fl.chunks or fl.stop is not None):
             if fl.stop is not None and not fl.chunks:
                 if "misaligned" in fl.stop.reason:
@@ -205,7 +205,7 @@ def try_malloc(heap, request: int) -> Outcome:
     gmf = heap.global_max_fast
     if p.has_fastbins and gmf is not None and nb <= gmf:
         i = p.fastbin_index(nb)
-        fl = heap.fastbin_list(arena, i)
+        fl = heap.lists.fastbin_list(arena, i)
         if fl.chunks:
             out.result = fl.chunks[0] + 2 * sz
             out.where = f"fastbin {i}"
@@ -217,7 +217,7 @@ def try_malloc(heap, request: int) -> Outcome:
             return out
     if p.in_smallbin_range(nb):
         i = p.smallbin_index(nb)
-        fl = heap.bin_list(arena, i)
+        fl = heap.lists.bin_list(arena, i)
         if fl.chunks:
             last = fl.chunks[-1]
             bk = heap.mem.ptr(last + 3 * sz)
@@ -228,7 +228,7 @@ def try_malloc(heap, request: int) -> Outcome:
             out.result = last + 2 * sz
             out.where = f"small bin {i}"
             return out
-    ul = heap.bin_list(arena, 1)
+    ul = heap.lists.bin_list(arena, 1)
     if ul.chunks:
         last = ul.chunks[-1]
         size = ul.sizes[-1]

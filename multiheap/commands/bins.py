@@ -50,7 +50,7 @@ def emit_bins(heap: Heap, arena: Arena, out, index=None, size=None, all_bins=Fal
     if size is not None:
         want = heap.p.bin_index(size)
     shown = 0
-    for fl in heap.bins(arena):
+    for fl in heap.lists.bins(arena):
         if want is not None and fl.index != want:
             continue
         if not fl.chunks and fl.stop is None and want is None and not all_bins:
@@ -72,7 +72,7 @@ def emit_bins(heap: Heap, arena: Arena, out, index=None, size=None, all_bins=Fal
 def emit_fastbins(heap: Heap, arena: Arena, out) -> None:
     out.begin_list("fastbins", title=f"fastbins of arena {arena.addr:#x}")
     shown = 0
-    for fl in heap.fastbins(arena):
+    for fl in heap.lists.fastbins(arena):
         if not out.structured() and not fl.chunks and fl.stop is None:
             continue  # text shows the non-empty fastbins; JSON lists all of them
         shown += 1
@@ -90,12 +90,12 @@ def emit_fastbins(heap: Heap, arena: Arena, out) -> None:
 
 
 def emit_tcaches(heap: Heap, out, thread=None) -> None:
-    tcs = heap.tcaches()
+    tcs = heap.lists.tcaches()
     if thread is not None:
         tcs = [t for t in tcs if thread in (t.thread.num, t.thread.tid)]
         if not tcs:
             raise UsageError(f"no thread {thread} (threads: "
-                             + ", ".join(str(t.thread.num) for t in heap.tcaches()) + ")")
+                             + ", ".join(str(t.thread.num) for t in heap.lists.tcaches()) + ")")
     out.begin_list("tcaches")
     for tc in tcs:
         emit_tcache(heap, tc, out)
@@ -130,7 +130,7 @@ def emit_tcache(heap: Heap, tc: Tcache, out) -> None:
         emit_chunks(fl, out, mem_offset=2 * heap.sz)
         out.end()
     out.end_list()
-    mine = [(m, d) for m, d in heap.tcache_notes() if d["thread"] == t.num]
+    mine = [(m, d) for m, d in heap.lists.tcache_notes() if d["thread"] == t.num]
     for msg, data in mine:
         out.note(msg, **data)
     if not mine and tc.addr == 0:
@@ -141,7 +141,7 @@ def emit_tcache(heap: Heap, tc: Tcache, out) -> None:
 def emit_tcache_notes(heap: Heap, out) -> None:
     """A note for each thread whose tcache could not be read (its chunks look in use)."""
     if heap.p.has_tcache:
-        for msg, data in heap.tcache_notes():
+        for msg, data in heap.lists.tcache_notes():
             out.note(msg, **data)
 
 

@@ -21,7 +21,7 @@ def flag_text(flags: int) -> str:
 
 def emit_chunk(heap: Heap, c: Chunk, out, hexdump: bool, verbose: bool) -> str:
     """One chunk object; returns its state."""
-    state = heap.chunk_state(c)
+    state = heap.lists.chunk_state(c)
     links = state in ("free", "fast", "tcache")
     large = state == "free" and not heap.p.in_smallbin_range(c.size)
     fd = c.fd
@@ -122,7 +122,7 @@ class PtChunk:
                              addr=addr)
                 if i == 0 and heap.segment_of(addr) is None and not (
                         c.flags & IS_MMAPPED
-                        and any(a == addr for a, _s, _p in heap.mmapped_chunks())):
+                        and any(a == addr for a, _s, _p in heap.walks.mmapped_chunks())):
                     out.note(f"{addr:#x} is in no arena's heap: its state is a guess",
                              addr=addr)
                 state = emit_chunk(heap, c, out, args.hexdump, args.verbose)
@@ -133,7 +133,7 @@ class PtChunk:
                     noted = True
                     emit_tcache_notes(heap, out)
                 if i + 1 < args.count:
-                    after = heap.next_run(addr + c.size) if state != "top" \
+                    after = heap.walks.next_run(addr + c.size) if state != "top" \
                         and _fencepost(heap, addr + c.size) else None
                     if after is not None:  # glibc's fenceposts, then a foreign sbrk
                         out.note(f"{addr + c.size:#x}: fencepost (memory taken by a "

@@ -83,7 +83,7 @@ class PtConfig:
             out.item(name + " @ {addr:#x}  ({how})", addr=addr, how=cfg.how[name],
                      rejected=list(cfg.facts[name].rejected))
             out.end()
-        tcs = heap.tcaches() if p.has_tcache else []
+        tcs = heap.lists.tcaches() if p.has_tcache else []
         found = [tc for tc in tcs if tc.addr]
         out.begin("tcache")
         if found:

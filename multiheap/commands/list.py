@@ -97,7 +97,7 @@ class PtList:
         if args.mmapped:
             flags = IS_MMAPPED if out.structured() else flag_text(IS_MMAPPED)
             rows: Iterable[tuple] = [(a, s, flags, "mmapped")
-                                     for a, s, _ in heap.mmapped_chunks()]
+                                     for a, s, _ in heap.walks.mmapped_chunks()]
         else:
             arena = heap.arena_at(address(session, args.arena)) if args.arena \
                 else heap.arenas()[0]
@@ -110,7 +110,7 @@ class PtList:
                 return
             names = None if out.structured() else FLAG_TEXT
             rows = itertools.chain.from_iterable(
-                heap.walk(arena, seg, stops, flag_names=names) for seg in arena.heaps)
+                heap.walks.walk(arena, seg, stops, flag_names=names) for seg in arena.heaps)
         rows = _filtered(rows, args)
         if args.count is not None:
             rows = itertools.islice(rows, max(0, args.count))
@@ -125,7 +125,7 @@ class PtList:
                 rows = _previewed(heap, rows, args.preview)
             out.field("count", out.table("chunks", cols, rows))
         if args.mmapped:
-            why = heap.mmapped_note()
+            why = heap.walks.mmapped_note()
             if why:
                 out.note(why)
             return

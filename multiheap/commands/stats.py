@@ -50,7 +50,7 @@ class PtStats:
             out.end()
         if not args.no_walk:
             emit_tcache_notes(heap, out)  # first: the in-use figures depend on it
-            why = heap.mmapped_note()
+            why = heap.walks.mmapped_note()
             if why:
                 out.note(why)
         mmapped = heap.mp["n_mmaps"], heap.mp["mmapped_mem"]
@@ -73,11 +73,11 @@ class PtStats:
         if stops:
             out.field("stopped", stops[0].as_dict())
         for a in heap.arenas():
-            for fl in heap.bins(a) + heap.fastbins(a):
+            for fl in heap.lists.bins(a) + heap.lists.fastbins(a):
                 if fl.stop is not None:
                     out.note(fl.stop.message(f"arena {a.addr:#x} {fl.kind} bin {fl.index}"),
                              **fl.stop.as_dict())
-        for tc in heap.tcaches() if not args.no_walk else []:
+        for tc in heap.lists.tcaches() if not args.no_walk else []:
             for fl in tc.bins:
                 if fl.stop is not None:
                     out.note(fl.stop.message(f"thread {tc.thread.num} tcache bin {fl.index}"),

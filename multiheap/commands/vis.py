@@ -63,15 +63,15 @@ def find_places(heap: Heap) -> Places:
     """Each free list's chunks, by address, with the lists' own stops as problems."""
     pl = Places()
     for a in heap.arenas():
-        for fl in heap.bins(a):
+        for fl in heap.lists.bins(a):
             pl.add_list(fl, f"{fl.kind} bin {fl.index}")
         if heap.p.has_fastbins:
-            for fl in heap.fastbins(a):
+            for fl in heap.lists.fastbins(a):
                 pl.add_list(fl, f"fastbin {fl.index}")
         for st in a.stops:
             pl.flag(st.addr, st.message(f"arena {a.addr:#x}"))
     if heap.p.has_tcache:
-        for tc in heap.tcaches():
+        for tc in heap.lists.tcaches():
             for fl in tc.bins:
                 pl.add_list(fl, f"tcache bin {fl.index} (thread {tc.thread.num})")
     _heap_checks(heap, pl)
@@ -120,7 +120,7 @@ def _chunks(heap: Heap, arena: Arena, start: Optional[int], limit: Optional[int]
     segs = arena.heaps if start is None else \
         [s for s in arena.heaps if s.start <= start < s.end]
     out: list[VisChunk] = []
-    heap.free_index()  # states of many chunks: one look-up each
+    heap.lists.free_index()  # states of many chunks: one look-up each
     sz = heap.sz
     for seg in segs:
         addr = seg.start if start is None else start
@@ -133,7 +133,7 @@ def _chunks(heap: Heap, arena: Arena, start: Optional[int], limit: Optional[int]
                 places.flag(addr, "unreadable chunk header")
                 stops.append(Stop(addr, "unreadable chunk header"))
                 break
-            state = heap.chunk_state(c)
+            state = heap.lists.chunk_state(c)
             size = c.size
             bad = size < heap.p.minsize or size & heap.p.align_mask & ~SIZE_BITS \
                 or addr + size > seg.end
