@@ -227,3 +227,38 @@ def test_one_elf_reader():
         assert not {n for n in _imports(path) if n.split(".")[0] == "elftools"}, path
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert not [d for d in deps if d.startswith("pyelftools")], deps
+
+
+def _heap_receiver(node: ast.expr) -> bool:
+    """``heap``, ``h``, ``self.heap``, ``self.h``: the names a Heap goes by."""
+    if isinstance(node, ast.Name):
+        return node.id in ("heap", "h")
+    return isinstance(node, ast.Attribute) and node.attr in ("heap", "h") \
+        and isinstance(node.value, ast.Name) and node.value.id == "self"
+
+
+def test_heap_is_composed_not_mixed_in():
+    from multiheap.freelists import FreeLists
+    from multiheap.heap import Heap
+    from multiheap.walks import ChunkWalks
+
+    # Heap holds its free lists and walks (heap.lists, heap.walks); it inherits nothing,
+    # and they are objects built with what they need, not mixins of Heap.
+    assert Heap.__mro__ == (Heap, object)
+    for cls in (FreeLists, ChunkWalks):
+        assert cls.__mro__ == (cls, object) and "__init__" in vars(cls), cls.__name__
+    for path in (ROOT / "multiheap").rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == "Heap":
+                assert not node.bases, f"{path.relative_to(ROOT)}: Heap has a base class"
+            # nothing outside heap.py reaches into a Heap's private state
+            if path.name != "heap.py" and isinstance(node, ast.Attribute) \
+                    and _heap_receiver(node.value) and node.attr.startswith("_") \
+                    and not node.attr.startswith("__"):
+                raise AssertionError(f"{path.relative_to(ROOT)}:{node.lineno} reads "
+                                     f"a Heap's private {node.attr}")
+            if isinstance(node, ast.Attribute) and node.attr == "__dict__" \
+                    and _heap_receiver(node.value):
+                raise AssertionError(f"{path.relative_to(ROOT)}:{node.lineno} reads "
+                                     "a Heap's __dict__")
