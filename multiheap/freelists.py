@@ -27,10 +27,10 @@ from multiheap.heaptypes import (
     FreeList,
     Stop,
     Tcache,
-    codecs,
 )
 from multiheap.layouts import Layout, Params
 from multiheap.memory import CACHE_BYTES, Memory
+from multiheap.target import word_struct
 
 _CODES = (None, "free", "fast", "tcache")  # a listed chunk's state by its code
 
@@ -88,7 +88,7 @@ class FreeLists:
                  tcache: Optional[Layout], threads: Sequence[ThreadFacts],
                  arenas: ArenaView) -> None:
         self.mem, self.p, self.sz = mem, params, params.ptr_size
-        self.two = codecs(self.sz, endian)[1]
+        self.two = word_struct(self.sz, endian, 2)
         self.L_state, self.L_tcache = state, tcache
         self.threads = threads
         self.model = arenas

@@ -13,10 +13,10 @@ from typing import Optional
 from multiheap.discovery import Config, Overrides
 from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
 from multiheap.freelists import FreeLists
-from multiheap.heaptypes import MAX_ARENAS, Arena, Chunk, HeapSegment, Stop, codecs
+from multiheap.heaptypes import MAX_ARENAS, Arena, Chunk, HeapSegment, Stop
 from multiheap.layouts import Layout, layout
 from multiheap.memory import Memory
-from multiheap.target import Target
+from multiheap.target import Target, word_struct
 from multiheap.walks import ChunkWalks
 
 
@@ -31,7 +31,8 @@ class Heap:
         self.p = config.params
         self.sz = config.ptr_size
         self.mem = Memory(target, self.sz, config.endian)
-        self.word, self.two = codecs(self.sz, config.endian)
+        self.word = word_struct(self.sz, config.endian)
+        self.two = word_struct(self.sz, config.endian, 2)
         self.L_state = self._layout("malloc_state")
         self.L_par = self._layout("malloc_par")
         self.L_heap = self._layout("heap_info")

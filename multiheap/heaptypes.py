@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from array import array
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
@@ -115,10 +114,3 @@ class ArenaView(Protocol):
     def arena_of(self, addr: int) -> Optional[Arena]: ...
 
     def segment_of(self, addr: int) -> Optional[tuple[Arena, HeapSegment]]: ...
-
-
-def codecs(ptr_size: int, endian: str) -> tuple[struct.Struct, struct.Struct]:
-    """The target's word and pair-of-words codecs, in its byte order."""
-    e = "<" if endian == "little" else ">"
-    w = "Q" if ptr_size == 8 else "I"
-    return struct.Struct(e + w), struct.Struct(e + w + w)

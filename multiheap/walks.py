@@ -27,11 +27,10 @@ from multiheap.heaptypes import (
     ArenaView,
     HeapSegment,
     Stop,
-    codecs,
 )
 from multiheap.layouts import Params
 from multiheap.memory import Memory
-from multiheap.target import Target
+from multiheap.target import Target, word_struct
 
 # Chunk states as ptlist, ptchunk, ptstats, ptmap and ptvis name them (besides top and
 # mmapped): in use; in a bin (free), a fastbin, a tcache; marked free by the next
@@ -120,7 +119,7 @@ class ChunkWalks:
     def __init__(self, mem: Memory, params: Params, endian: str, target: Target,
                  arenas: ArenaView, lists: FreeLists, mp: Callable[[], dict]) -> None:
         self.mem, self.p, self.sz, self.endian = mem, params, params.ptr_size, endian
-        self.word, self.two = codecs(self.sz, endian)
+        self.word, self.two = word_struct(self.sz, endian), word_struct(self.sz, endian, 2)
         self.target = target
         self.model = arenas
         self.lists = lists
