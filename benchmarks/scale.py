@@ -84,9 +84,12 @@ def lldb_inner(what: str, exe: str, chunks: int) -> None:
 
     dbg = lldb.SBDebugger.Create(False)
     dbg.SetAsync(False)
+    null = open(os.devnull, "w")  # where a long output streams (lldb's output file)
+    dbg.SetOutputFile(lldb.SBFile.Create(null, borrow=True))
     ci = dbg.GetCommandInterpreter()
     res = lldb.SBCommandReturnObject()
-    ci.HandleCommand(f"command script import {ROOT / 'plugins' / 'lldb.py'}", res)
+    plugin = os.environ.get("MH_LLDB_PLUGIN") or ROOT / "plugins" / "lldb.py"
+    ci.HandleCommand(f"command script import {plugin}", res)
     t = dbg.CreateTarget(exe)
     t.BreakpointCreateByName("checkpoint")
     p = t.Launch(lldb.SBLaunchInfo([str(chunks)]), lldb.SBError())
