@@ -104,6 +104,48 @@ else:
 
         return bool(debugger.GetUseColor()) and os.isatty(1) and not os.environ.get("NO_COLOR")
 
+    STREAM_AFTER = 8 << 20  # characters kept for the command's result before streaming
+
+    class _Output:
+        """Where a command's output goes, as it is made.
+
+        Up to ``STREAM_AFTER`` characters go into the command's result, as every lldb
+        command's do (a script's ``HandleCommand`` reads them there).  A longer output
+        (ptlist of a big heap) goes to lldb's output file (``debugger.GetOutputFile()``,
+        what lldb prints results to) piece by piece instead, held back first so its order
+        is kept: lldb's result would hold all of it in memory (267 MB for 1M chunks)."""
+
+        def __init__(self, debugger, result) -> None:
+            self.debugger, self.result = debugger, result
+            self.held: list[str] = []
+            self.size = 0
+            self.file = None
+            self.streaming = False
+
+        def write(self, text: str) -> None:
+            if not self.streaming:
+                self.held.append(text)
+                self.size += len(text)
+                if self.size <= STREAM_AFTER:
+                    return
+                self.streaming = True
+                file = self.debugger.GetOutputFile()
+                self.file = file if file is not None and file.IsValid() else None
+                text, self.held = "".join(self.held), []
+            if self.file is None:  # no output file: the result it is, however long
+                self.result.Print(text)
+            else:
+                self.file.Write(text.encode("utf-8", "replace"))
+
+        def close(self, keep: bool = True) -> None:
+            """The end: what is held goes to the result (dropped after an error, whose
+            own line or JSON document stands alone, as before streaming)."""
+            if self.file is not None:
+                self.file.Flush()
+            elif self.held and keep:
+                self.result.Print("".join(self.held))
+            self.held = []
+
     class _PtCommand:
         """An lldb command object for one multiheap command (``command script add -c``)."""
 
@@ -122,7 +164,10 @@ else:
         def __call__(self, debugger, command: str, exe_ctx, result) -> None:
             session = session_for(debugger)
             session.evaluate = lambda text: evaluate(debugger, exe_ctx, text)
-            res = run_command(session, self.name, command or "", color=use_color(debugger))
+            out = _Output(debugger, result)
+            res = run_command(session, self.name, command or "", color=use_color(debugger),
+                              sink=out.write)
+            out.close(keep=not res.error)
             if res.output:  # with --json, an error's one JSON document too
                 result.Print(str(res.output))
             if res.error:
