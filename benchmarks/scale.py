@@ -1,14 +1,19 @@
 """How multiheap scales: heap size x host x command, seconds and peak extra memory.
 
     .venv/bin/python benchmarks/scale.py [--sizes 100000,1000000,10000000]
-        [--hosts gdb,gdb-mi,lldb] [--commands ...] [--repeat 1]
+        [--hosts gdb,gdb-mi,lldb,r2] [--commands ...] [--repeat 1]
 
 benchmarks/bigheap.c with N chunks (every third freed), stopped in checkpoint().  Each
 measurement runs cold: a fresh debugger (and multiheap) per command.  ``floor`` is gdb
 reading the whole main heap at once and walking its size fields in bare Python.
 ``peak MB`` is the peak RSS of the process running multiheap (gdb; the CLI's Python for
-gdb-mi, whose gdb only serves reads; lldb's Python) over its RSS just before the
-command (/proc/self/clear_refs resets the peak).  Output to /dev/null.  Targets
+gdb-mi, whose gdb only serves reads; lldb's Python; for r2 the Python that r2's
+``#!pipe`` starts for the one command, measured by benchmarks/r2_child.py) over its RSS
+just before the command (/proc/PID/clear_refs resets the peak).  r2's seconds are the
+whole ``$alias`` round trip (Python's start-up and imports included); its notes give
+the child's whole peak (ru_maxrss) and r2's own growth (r2 holds the command's output).
+Output to /dev/null (lldb: its output file; r2: read and dropped by this process).
+``MH_LLDB_PLUGIN=FILE`` measures another lldb plugin file (a before/after).  Targets
 (issue 15): peak extra <= 256 MB at every size; ptstats <= 3x, ptlist <= 8x the floor;
 other hosts within 2x gdb's time.
 """
@@ -28,33 +33,18 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from common import build_bigheap  # noqa: E402
+from rss import reset_peak, status  # noqa: E402
 from run import gdb_once  # noqa: E402
 
 COMMANDS = ["ptstats", "ptlist", "ptlist --json", "ptcheck --json"]
 
 
-def _status(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
 def _measure(run) -> dict:
-    _reset_peak()
-    rss0 = _status("VmRSS")
+    reset_peak()
+    rss0 = status("VmRSS")
     t0 = time.perf_counter()
     run()
-    return {"seconds": time.perf_counter() - t0, "peak_extra": _status("VmHWM") - rss0}
+    return {"seconds": time.perf_counter() - t0, "peak_extra": status("VmHWM") - rss0}
 
 
 def cli_inner(what: str, exe: str, chunks: int) -> None:
@@ -102,9 +92,45 @@ def lldb_inner(what: str, exe: str, chunks: int) -> None:
     os._exit(0)
 
 
+def r2_once(exe: Path, chunks: int, what: str) -> dict:
+    """``$WHAT`` in ``r2 -d`` at checkpoint(), through the aliases of ``multiheap init
+    r2`` with benchmarks/r2_child.py in place of ``-m multiheap.plugins.r2``."""
+    from multiheap.adapters.r2_spawn import _SpawnLink
+    from multiheap.hosts import init_lines
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "measure.jsonl"
+        os.environ["MH_R2_MEASURE"] = str(log)  # r2, its shell and the child inherit it
+        s = _SpawnLink([str(exe), str(chunks)],
+                       ["-N", "-e", "scr.color=0", "-e", "log.level=1", "-d"])
+        try:
+            for line in init_lines("r2")[1]:
+                s.cmd(line.replace("-m multiheap.plugins.r2", str(HERE / "r2_child.py")))
+            s.cmd("db sym.checkpoint")
+            s.cmd("dc")
+            r2pid = str(s.proc.pid)
+            reset_peak(r2pid)
+            r2rss = status("VmRSS", r2pid)
+            t0 = time.perf_counter()
+            out = s.cmd("$" + what)
+            seconds = time.perf_counter() - t0
+            r2peak = status("VmHWM", r2pid) - r2rss
+        finally:
+            s.quit()
+        lines = log.read_text().splitlines() if log.exists() else []
+    child = json.loads(lines[-1]) if lines else {}
+    if "peak_extra" not in child or not out.strip():
+        raise RuntimeError(f"r2 {what}: no result ({child}): {out[:300]!r}")
+    return {"seconds": seconds, "peak_extra": child["peak_extra"],
+            "note": f"child: command {child['seconds']:.2f} s, max RSS "
+                    f"{child['maxrss'] / 1e6:.0f} MB; r2 +{r2peak / 1e6:.0f} MB"}
+
+
 def host_once(host: str, exe: Path, chunks: int, what: str) -> dict:
     if host == "gdb":
         return gdb_once(exe, chunks, what)
+    if host == "r2":
+        return r2_once(exe, chunks, what)
     if host == "gdb-mi":
         argv, env = [sys.executable, __file__, "--inner", "cli", what, str(exe), str(chunks)], \
             dict(os.environ)
@@ -139,21 +165,22 @@ def main() -> int:
         exe = build_bigheap(Path(tmp))
         for n in sizes:  # one measurement at a time: never two big heaps at once
             floor = min(gdb_once(exe, n, "floor")["seconds"] for _ in range(args.repeat))
-            rows.append(("gdb", n, "floor", floor, floor, None))
+            rows.append(("gdb", n, "floor", floor, floor, None, ""))
             for host in args.hosts.split(","):
                 for what in commands:
                     runs = [host_once(host, exe, n, what) for _ in range(args.repeat)]
                     best = min(r["seconds"] for r in runs)
                     peak = max(r["peak_extra"] for r in runs)
-                    rows.append((host, n, what, best, floor, peak))
+                    note = min(runs, key=lambda r: r["seconds"]).get("note", "")
+                    rows.append((host, n, what, best, floor, peak, note))
                     print(f"{host:<7}{n:>11,} {what:<16}{best:>9.2f} s{best / floor:>7.2f}x"
-                          f"{peak / 1e6:>9.1f} MB", flush=True)
-    print("\n| host | chunks | command | seconds | x floor | peak extra MB |")
-    print("|---|---:|---|---:|---:|---:|")
-    for host, n, what, s, fl, peak in rows:
+                          f"{peak / 1e6:>9.1f} MB  {note}", flush=True)
+    print("\n| host | chunks | command | seconds | x floor | peak extra MB | notes |")
+    print("|---|---:|---|---:|---:|---:|---|")
+    for host, n, what, s, fl, peak, note in rows:
         pk = "" if peak is None else f"{peak / 1e6:.0f}"
-        print(f"| {host} | {n:,} | {what} | {s:.2f} | {s / fl:.2f} | {pk} |")
-    ok = all(p is None or p <= 256e6 for *_r, p in rows)
+        print(f"| {host} | {n:,} | {what} | {s:.2f} | {s / fl:.2f} | {pk} | {note} |")
+    ok = all(p is None or p <= 256e6 for *_r, p, _note in rows)
     print("peak extra <= 256 MB everywhere:", "met" if ok else "MISSED")
     return 0 if ok else 1
 
