@@ -92,6 +92,25 @@ def lldb_inner(what: str, exe: str, chunks: int) -> None:
     os._exit(0)
 
 
+def _r2_answer(link, command: str) -> str:
+    """r2's answer read in linear time and dropped (the first 300 bytes returned):
+    the link's own reader joins and rescans it, quadratic on ptlist's 45 MB, and the
+    child's writes would wait for it."""
+    assert link.proc.stdin is not None and link.proc.stdout is not None
+    link.proc.stdin.write((command + "\n").encode())
+    head = b""
+    while True:
+        chunk = link.proc.stdout.read(1 << 16)
+        if not chunk:
+            raise RuntimeError("radare2 exited")
+        end = chunk.find(b"\0")
+        if len(head) < 300:
+            head += chunk[:300] if end < 0 else chunk[:min(end, 300)]
+        if end >= 0:
+            link._pending = chunk[end + 1:]
+            return head.decode("utf-8", "replace")
+
+
 def r2_once(exe: Path, chunks: int, what: str) -> dict:
     """``$WHAT`` in ``r2 -d`` at checkpoint(), through the aliases of ``multiheap init
     r2`` with benchmarks/r2_child.py in place of ``-m multiheap.plugins.r2``."""
@@ -112,7 +131,7 @@ def r2_once(exe: Path, chunks: int, what: str) -> dict:
             reset_peak(r2pid)
             r2rss = status("VmRSS", r2pid)
             t0 = time.perf_counter()
-            out = s.cmd("$" + what)
+            out = _r2_answer(s, "$" + what)
             seconds = time.perf_counter() - t0
             r2peak = status("VmHWM", r2pid) - r2rss
         finally:
