@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from multiheap.commands import arena, bins, check, chunk, config, help, list, map, meta, stats, trace, vis  # noqa: F401  # noqa: F401
+from multiheap.commands import (  # noqa: F401  (each module registers its commands)
+    arena,
+    bins,
+    check,
+    chunk,
+    config,
+    help,
+    list,
+    map,
+    meta,
+    stats,
+    trace,
+    vis,
+)
 from multiheap.commands.base import COMMANDS, Command, Result, run_command
 
 __all__ = ["COMMANDS", "Command", "Result", "run_command"]
