@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import bisect
 import os
-import struct
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Optional
 
 from multiheap.errors import TargetMemoryError
-from multiheap.target import Region, Target, covered_until  # noqa: F401  (re-exported)
+from multiheap.target import Region, Target, covered_until, word_struct  # noqa: F401  (re-exported)
 
 _PAGE = 0x1000
 WINDOW = 4 << 20  # bytes per window read of heap memory (aligned)
@@ -29,8 +28,7 @@ class Memory:
     def __init__(self, target: Target, ptr_size: int, endian: str = "little") -> None:
         self.target = target
         self.ptr_size = ptr_size
-        e = "<" if endian == "little" else ">"
-        self._ptr = struct.Struct(e + ("Q" if ptr_size == 8 else "I"))
+        self._ptr = word_struct(ptr_size, endian)
         self._starts: list[int] = []
         self._blocks: list[tuple[int, int, bytes]] = []  # (start, end, data)
         self._last: Optional[tuple[int, int, bytes]] = None

@@ -44,7 +44,7 @@ from multiheap.errors import MultiheapError, TargetMemoryError
 from multiheap.heaptypes import MAX_ARENAS
 from multiheap.layouts import Layout, Params, layout
 from multiheap.memory import lowest_mapping, region_contents, same_file
-from multiheap.target import Region, Target
+from multiheap.target import Region, Target, word_struct
 
 TLS_SCAN = 0x2000  # bytes below the thread pointer searched when no relocation helps
 
@@ -393,7 +393,7 @@ def scan_thread_pointers(target: Target, tids: list[int], sz: int,
     heap (a static executable's main thread) are searched; once one struct shows where
     ``tid`` sits, each remaining tid's occurrences are checked at that distance.
     """
-    fmt = struct.Struct(("<" if endian == "little" else ">") + ("Q" if sz == 8 else "I"))
+    fmt = word_struct(sz, endian)
     regions = [r for r in target.regions() if "w" in r.perms and r.size <= 64 << 20
                and (not r.name or r.name.startswith("[anon") or r.name == "[heap]")]
     out: dict[int, int] = {}
