@@ -11,6 +11,7 @@ Also: bare Python start-up, the plugin's imports, and r2's own reads for scale.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -37,13 +38,13 @@ def session(exe: Path, chunks: int, repeat: int, big: bool):
     from multiheap.adapters.r2_spawn import _SpawnLink
     from multiheap.hosts import init_lines
 
-    s = _SpawnLink(f"{exe} {chunks}", ["-N", "-e", "scr.color=0", "-d"])
+    s = _SpawnLink([str(exe), str(chunks)], ["-N", "-e", "scr.color=0", "-d"])
     try:
         for line in init_lines("r2")[1]:  # r2 -i hangs under r2pipe's -q0
             s.cmd(line)
         s.cmd("db sym.checkpoint")
         s.cmd("dc")
-        heap = next(m for m in s.r2.cmdj("dmj") if "[heap]" in str(m.get("name", "")))
+        heap = next(m for m in json.loads(s.cmd("dmj")) if "[heap]" in str(m.get("name", "")))
         h0, h1 = int(heap["addr"]), int(heap["addr_end"])
         results = {}
         cmds = ["$ptstats", "$ptstats --json"] if big else []
