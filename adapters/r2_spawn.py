@@ -59,13 +59,16 @@ class _SpawnLink:
 
     def _read_answer(self) -> str:
         assert self.proc.stdout is not None
-        data = self._pending
-        while b"\0" not in data:
-            chunk = self.proc.stdout.read(1 << 16)
-            if not chunk:
+        # linear in the answer's size: only each new piece is searched for the NUL, and
+        # the pieces are joined once (a ptlist answer is tens of MB)
+        parts = [self._pending]
+        piece = self._pending
+        while b"\0" not in piece:
+            piece = self.proc.stdout.read(1 << 16)
+            if not piece:
                 raise R2Error("radare2 exited")
-            data += chunk
-        answer, _, self._pending = data.partition(b"\0")
+            parts.append(piece)
+        answer, _, self._pending = b"".join(parts).partition(b"\0")
         return answer.decode("utf-8", "replace")
 
     def cmd(self, command: str) -> str:
