@@ -44,12 +44,20 @@ CORES = {
 }
 
 
-def _alive(pid: int) -> bool:
+def _started(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot), None if it is gone or a zombie:
+    with it a PID reused by another process is not taken for ours."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return False
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _alive(pid: int, started: int | None = None) -> bool:
+    now = _started(pid)
+    return now is not None and (started is None or now == started)
 
 
 def _core_pattern_is_file() -> bool:
@@ -127,12 +135,14 @@ def run_triage(args: list[str], env: dict | None = None, interrupt_when=None,
     p = subprocess.Popen([MULTIHEAP, "triage", *args], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, start_new_session=True,
                          env={**os.environ, **(env or {})})
-    seen: set[int] = set()
+    seen: dict[int, int | None] = {}  # pid -> its start time
     deadline = time.monotonic() + timeout
     interrupted = False
     while p.poll() is None:
         kids = descendants(p.pid)
-        seen.update(kids)
+        for k in kids:
+            if k not in seen:
+                seen[k] = _started(k)
         if interrupt_when is not None and not interrupted:
             cmds = []
             for k in kids:
@@ -149,7 +159,7 @@ def run_triage(args: list[str], env: dict | None = None, interrupt_when=None,
     out, err = p.communicate()
     res = subprocess.CompletedProcess(p.args, p.returncode, out.decode(), err.decode())
     assert bool(seen) == local, seen  # a LocalCluster's workers are its children
-    left = [k for k in seen if _alive(k)]
+    left = [k for k, t in seen.items() if t is not None and _alive(k, t)]
     assert not left, f"left behind: {left} ({res.stderr[-500:]})"
     assert "Traceback" not in res.stderr, res.stderr
     return res
