@@ -18,6 +18,7 @@ from multiheap.elffile import (
     BadInputError,
     CoreInfo,
     check_core_matches,
+    ident,
     inspect_core,
     read_elf,
 )
@@ -101,14 +102,8 @@ _MACHINES = {a.machine: a.name for a in ARCHES}  # i386, x86_64, aarch64, arm
 
 
 def _machine(path: str) -> Optional[int]:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(20)
-    except OSError:
-        return None
-    if len(head) < 20 or head[:4] != b"\x7fELF":
-        return None
-    return int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    found = ident(path)
+    return found[1] if found else None
 
 
 def foreign_machine(path: str) -> bool:

@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Optional
 
+from multiheap import elffile
 from multiheap.errors import MultiheapError
 from multiheap.triage.analyse import DEFAULT_BACKEND, DEFAULT_TIMEOUT, blank_row, descendants
 
@@ -72,16 +73,9 @@ def _seconds(text: str) -> float:
 
 
 def is_core(path: str) -> bool:
-    """An ELF file of type ET_CORE (by its first 18 bytes)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(18)
-    except OSError:
-        return False
-    if len(head) < 18 or head[:4] != b"\x7fELF":
-        return False
-    order = "little" if head[5] == 1 else "big"
-    return int.from_bytes(head[16:18], order) == ET_CORE
+    """An ELF file of type ET_CORE (by its first bytes)."""
+    found = elffile.ident(path)
+    return found is not None and found[0] == ET_CORE
 
 
 def find_cores(args: list[str]) -> list[str]:
