@@ -159,7 +159,14 @@ def run_triage(args: list[str], env: dict | None = None, interrupt_when=None,
     out, err = p.communicate()
     res = subprocess.CompletedProcess(p.args, p.returncode, out.decode(), err.decode())
     assert bool(seen) == local, seen  # a LocalCluster's workers are its children
-    left = [k for k, t in seen.items() if t is not None and _alive(k, t)]
+    # a killed process takes a moment to go (the kernel tears it down after triage has
+    # sent the signal and exited): a leak is a process still there 3 s later
+    grace = time.monotonic() + 3
+    while True:
+        left = [k for k, t in seen.items() if t is not None and _alive(k, t)]
+        if not left or time.monotonic() > grace:
+            break
+        time.sleep(0.05)
     assert not left, f"left behind: {left} ({res.stderr[-500:]})"
     assert "Traceback" not in res.stderr, res.stderr
     return res
