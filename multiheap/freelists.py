@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 from array import array
 from collections.abc import Iterator, Sequence
 from typing import Any, Generator, Optional
@@ -46,12 +47,14 @@ class Listed:
         for state, chunks in lists:
             code = _CODES.index(state)
             for lo in range(0, len(chunks), PIECE):
-                keys.extend([a | code for a in chunks[lo:lo + PIECE]])
+                keys.extend(map(code.__or__, chunks[lo:lo + PIECE]))
         r = keys.done()
         self.runs: list[array] = [r] if r else []
         self.entries = len(r)  # with repeats
         # no chunk in two lists: each key is one listed chunk
-        self.unique = not any(a >> 2 == b >> 2 for a, b in itertools.pairwise(r))
+        addr = (2).__rrshift__  # key >> 2, at C speed
+        self.unique = not any(map(operator.eq, map(addr, r),
+                                  map(addr, itertools.islice(r, 1, None))))
 
     def get(self, addr: int) -> Optional[str]:
         found = None
@@ -181,6 +184,13 @@ class FreeLists:
         p = first
         tortoise, power, left = -1, 1, 1
         while p != end:
+            if exact and not ptr_bias and left > 1:
+                p, n = self._plain_steps(chunks, buf, lo, hi, p, end, tortoise, left - 1,
+                                         exact, protect)
+                if n:
+                    fl.sizes.extend(itertools.repeat(exact, n))
+                    left -= n
+                    continue
             if p == tortoise:
                 self._cut_cycle(fl, p)
                 return
@@ -215,6 +225,29 @@ class FreeLists:
             if ptr_bias:
                 nxt = nxt - ptr_bias if nxt else end
             p = nxt
+
+    def _plain_steps(self, chunks: array, buf: Any, lo: int, hi: int, p: int, end: int,
+                     tortoise: int, most: int, exact: int,
+                     protect: bool) -> tuple[int, int]:
+        """Up to ``most`` steps of a list of one size that :meth:`_list_steps` would
+        take the same way (aligned, in the block, the right size, no cycle met):
+        chunks appended; returns where it stopped and how many it took.  Anything
+        else is left to :meth:`_list_steps`, which checks that step again."""
+        sz = self.sz
+        link, mask, unpack, add = 2 * sz, self.p.align_mask, self.two.unpack_from, chunks.append
+        lim = hi - lo - link - sz  # the last offset whose link word is in the block
+        keep = ~SIZE_BITS
+        n0 = len(chunks)
+        for _ in range(most):
+            o = p - lo
+            if p == end or p == tortoise or (p + link) & mask or o < 0 or o > lim:
+                break
+            sf, nxt = unpack(buf, o + sz)
+            if sf & keep != exact:
+                break
+            add(p)
+            p = nxt ^ ((p + link) >> 12) if protect else nxt
+        return p, len(chunks) - n0
 
     def _block_at(self, p: int, need: int) -> Optional[tuple[int, int, bytes]]:
         """The cached block holding ``need`` bytes at ``p`` (read if missing: a window

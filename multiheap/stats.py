@@ -38,12 +38,13 @@ def mallinfo2(heap: Heap) -> dict[str, int]:
     m = dict.fromkeys(MALLINFO2_FIELDS, 0)
     for a in heap.arenas():
         top = heap.top_size(a)
-        fast = [s for fl in heap.lists.fastbins(a) for s in fl.sizes]
-        binned = [s for fl in heap.lists.bins(a) for s in fl.sizes]
-        avail = top + sum(fast) + sum(binned)
-        m["smblks"] += len(fast)
-        m["fsmblks"] += sum(fast)
-        m["ordblks"] += 1 + len(binned)
+        fast = heap.lists.fastbins(a)  # counts and sums per list: no list of sizes
+        binned = heap.lists.bins(a)
+        fast_bytes = sum(sum(fl.sizes) for fl in fast)
+        avail = top + fast_bytes + sum(sum(fl.sizes) for fl in binned)
+        m["smblks"] += sum(len(fl.sizes) for fl in fast)
+        m["fsmblks"] += fast_bytes
+        m["ordblks"] += 1 + sum(len(fl.sizes) for fl in binned)
         m["fordblks"] += avail
         m["uordblks"] += a.f["system_mem"] - avail
         m["arena"] += a.f["system_mem"]
