@@ -12,7 +12,7 @@ import itertools
 import operator
 from array import array
 from collections.abc import Iterator, Sequence
-from typing import Any, Generator, Optional
+from typing import Any, Generator, Optional, Union
 
 from multiheap.compact import PIECE, SortedBuilder
 from multiheap.discovery.facts import ThreadFacts
@@ -26,6 +26,7 @@ from multiheap.heaptypes import (
     ArenaView,
     Chunk,
     FreeList,
+    SameSize,
     Stop,
     Tcache,
 )
@@ -188,7 +189,10 @@ class FreeLists:
                 p, n = self._plain_steps(chunks, buf, lo, hi, p, end, tortoise, left - 1,
                                          exact, protect)
                 if n:
-                    fl.sizes.extend(itertools.repeat(exact, n))
+                    if isinstance(fl.sizes, SameSize):
+                        fl.sizes.n += n
+                    else:
+                        fl.sizes.extend(itertools.repeat(exact, n))
                     left -= n
                     continue
             if p == tortoise:
@@ -225,6 +229,11 @@ class FreeLists:
             if ptr_bias:
                 nxt = nxt - ptr_bias if nxt else end
             p = nxt
+
+    @staticmethod
+    def _sizes(exact: int) -> Union[array, SameSize]:
+        """Where a list's chunk sizes go: a count when they all have one size."""
+        return SameSize(exact) if exact else array("Q")
 
     def _plain_steps(self, chunks: array, buf: Any, lo: int, hi: int, p: int, end: int,
                      tortoise: int, most: int, exact: int,
@@ -325,7 +334,7 @@ class FreeLists:
             key = ("fast", arena.addr, i)
             if key in self._lists:
                 continue
-            fl = self._lists[key] = FreeList("fast", i)
+            fl = self._lists[key] = FreeList("fast", i, sizes=self._sizes(self.p.fastbin_size(i)))
             head = arena.f["fastbinsY"][i]
             if head:
                 steps.append(self._list_steps(fl, head, 0, self.p.safe_linking,
@@ -408,12 +417,13 @@ class FreeLists:
         if fl is None:
             f = self._tcache_fields(tc)
             p = self.p
-            fl = FreeList("tcache", i, count_field=f[p.counts_field][i] if f else None)
+            exact = (p.tcache_size(i) or 0) if i < p.tcache_small_bins else 0
+            fl = FreeList("tcache", i, count_field=f[p.counts_field][i] if f else None,
+                          sizes=self._sizes(exact))
             head = f["entries"][i] if f else 0
             if head:
                 self._walk_list(fl, head - 2 * self.sz, -1, p.safe_linking,
-                                ptr_bias=2 * self.sz,
-                                exact=(p.tcache_size(i) or 0) if i < p.tcache_small_bins else 0)
+                                ptr_bias=2 * self.sz, exact=exact)
             self._lists[key] = fl
         return fl
 

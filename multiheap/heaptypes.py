@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Union
 
 from multiheap.target import Thread
 
@@ -84,6 +87,46 @@ class Arena:
         return self.f["next"]
 
 
+class SameSize:
+    """The sizes of a list whose chunks all have one size (a fastbin, a tcache bin):
+    that size and a count, not 8 bytes a chunk.  Behaves as the array it replaces."""
+
+    def __init__(self, size: int, n: int = 0) -> None:
+        self.size, self.n = size, n
+
+    def append(self, size: int) -> None:
+        if size != self.size:
+            raise ValueError(f"size {size:#x} in a list of size {self.size:#x}")
+        self.n += 1
+
+    def extend(self, sizes: Iterable[int]) -> None:
+        counts = Counter(sizes)  # C speed, one entry a distinct size
+        if set(counts) - {self.size}:
+            raise ValueError(f"sizes {sorted(counts)} in a list of size {self.size:#x}")
+        self.n += counts[self.size]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.repeat(self.size, self.n)
+
+    def __getitem__(self, i: int) -> int:
+        if not -self.n <= i < self.n:
+            raise IndexError("size index out of range")
+        return self.size
+
+    def __delitem__(self, cut: slice) -> None:
+        self.n -= len(range(self.n)[cut])
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, (SameSize, array, list)) \
+            else NotImplemented
+
+    def __repr__(self) -> str:
+        return f"SameSize({self.size:#x}, {self.n})"
+
+
 @dataclass
 class FreeList:
     """One free list (bin, fastbin, tcache bin) as walked: chunk addresses in order."""
@@ -91,7 +134,7 @@ class FreeList:
     kind: str  # unsorted / small / large / fast / tcache
     index: int
     chunks: array = field(default_factory=lambda: array("Q"))  # chunk addresses, compact
-    sizes: array = field(default_factory=lambda: array("Q"))
+    sizes: Union[array, SameSize] = field(default_factory=lambda: array("Q"))
     stop: Optional[Stop] = None
     count_field: Optional[int] = None  # tcache counts/num_slots as stored
 
