@@ -43,19 +43,41 @@ class Listed:
     two low bits are free).  A chunk in several lists has the state of the last kind
     added (tcache over fast over free), as ``dict.update`` in that order would."""
 
-    def __init__(self, lists: list[tuple[str, array]]) -> None:
+    def __init__(self, lists: list[tuple[str, array, int]]) -> None:
+        """``lists``: (state, chunks, the one size of them all or 0) of each list;
+        a list has no chunk twice (a walk stops at a cycle)."""
         keys = SortedBuilder()
-        for state, chunks in lists:
+        for state, chunks, _size in lists:
             code = _CODES.index(state)
             for lo in range(0, len(chunks), PIECE):
                 keys.extend(map(code.__or__, chunks[lo:lo + PIECE]))
         r = keys.done()
         self.runs: list[array] = [r] if r else []
         self.entries = len(r)  # with repeats
-        # no chunk in two lists: each key is one listed chunk
-        addr = (2).__rrshift__  # key >> 2, at C speed
-        self.unique = not any(map(operator.eq, map(addr, r),
-                                  map(addr, itertools.islice(r, 1, None))))
+        self.unique = self._unique(r, lists)  # no chunk in two lists
+
+    @staticmethod
+    def _unique(r: array, lists: list[tuple[str, array, int]]) -> bool:
+        """Whether no address is in two lists.  Lists of one size share a chunk only
+        with lists of that size (a chunk has one size word): of each such group only
+        the lists but the longest are looked up in ``r``; lists of mixed sizes are
+        looked up whole, unless they are long (then every key is compared)."""
+        groups: dict[int, list[array]] = {}
+        for _state, chunks, size in lists:
+            groups.setdefault(size, []).append(chunks)
+        mixed = groups.pop(0, [])
+        look = [c for c in mixed] + [c for g in groups.values()
+                                     for c in sorted(g, key=len)[:-1]]
+        if sum(map(len, look)) > len(r) // 8:
+            addr = (2).__rrshift__  # key >> 2, at C speed
+            return not any(map(operator.eq, map(addr, r),
+                               map(addr, itertools.islice(r, 1, None))))
+        for chunks in look:
+            for a in chunks:
+                i = bisect.bisect_left(r, a)
+                if i + 1 < len(r) and r[i + 1] >> 2 == a >> 2:
+                    return False
+        return True
 
     def get(self, addr: int) -> Optional[str]:
         found = None
@@ -473,14 +495,19 @@ class FreeLists:
         """Chunk address -> "tcache" / "fast" / "free" for every listed free chunk."""
         if self._free_index is not None:
             return self._free_index
-        lists: list[tuple[str, array]] = []
-        for a in self.model.arenas():
-            lists += [("free", fl.chunks) for fl in self.bins(a) if fl.chunks]
-            lists += [("fast", fl.chunks) for fl in self.fastbins(a) if fl.chunks]
-        for tc in self.tcaches():
-            lists += [("tcache", fl.chunks) for fl in tc.bins if fl.chunks]
+        lists: list[tuple[str, array, int]] = []
+        for state, fls in self._all_lists():
+            lists += [(state, fl.chunks, fl.sizes.size if isinstance(fl.sizes, SameSize)
+                       else 0) for fl in fls if fl.chunks]
         self._free_index = Listed(lists)
         return self._free_index
+
+    def _all_lists(self) -> Iterator[tuple[str, list[FreeList]]]:
+        for a in self.model.arenas():
+            yield "free", self.bins(a)
+            yield "fast", self.fastbins(a)
+        for tc in self.tcaches():
+            yield "tcache", tc.bins
 
     def chunk_state(self, c: Chunk) -> str:
         if c.flags & IS_MMAPPED:
