@@ -1,0 +1,78 @@
+"""The free index's compact parts against plain Python: the sorted-array merge, the
+index's states and uniqueness, and SameSize standing in for a list's size array."""
+
+from __future__ import annotations
+
+import random
+from array import array
+
+import pytest
+
+from multiheap.compact import SortedBuilder, merged
+from multiheap.freelists import Listed
+from multiheap.heaptypes import SameSize
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merged_is_sorted_concatenation(seed):
+    rnd = random.Random(seed)
+    pieces = [array("Q", sorted(rnd.randrange(5000) for _ in range(rnd.randrange(0, 300))))
+              for _ in range(rnd.randrange(1, 8))]
+    for block in (0, 1, 3, 64):
+        assert list(merged(pieces, block)) == sorted(x for p in pieces for x in p)
+    b = SortedBuilder()
+    for p in pieces:
+        b.extend(reversed(p))
+    assert list(b.done()) == sorted(x for p in pieces for x in p)
+
+
+def _lists(rnd: random.Random, share: bool):
+    """Lists as a walk gives them: no address twice in one list, one size word per
+    address (so lists of one size hold only chunks of that size)."""
+    size_of = {a: rnd.choice((0x20, 0x30, 0x40)) for a in range(0x1000, 0x9000, 0x10)}
+    pool = list(size_of)
+    rnd.shuffle(pool)
+    out, used = [], set()
+    for state in ("free", "fast", "tcache", "fast", "tcache"):
+        size = 0 if state == "free" else rnd.choice((0x20, 0x30, 0x40))
+        cand = [a for a in pool if size in (0, size_of[a])]
+        if not share:
+            cand = [a for a in cand if a not in used]
+        chunks = rnd.sample(cand, min(len(cand), rnd.randrange(1, 60)))
+        used.update(chunks)
+        out.append((state, array("Q", chunks), size))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_listed_matches_a_dict(seed):
+    rnd = random.Random(seed)
+    lists = _lists(rnd, share=seed % 2 == 0)
+    truth: dict[int, str] = {}
+    for state, chunks, _size in lists:  # the last kind added wins, as dict.update
+        truth.update(dict.fromkeys(chunks, state))
+    for rank in ("free", "fast", "tcache"):  # tcache over fast over free
+        for state, chunks, _size in lists:
+            if state == rank:
+                truth.update(dict.fromkeys(chunks, state))
+    index = Listed(lists)
+    total = sum(len(c) for _s, c, _z in lists)
+    assert index.unique == (len(truth) == total)
+    assert dict(index.items()) == truth
+    for a in range(0xff0, 0x9010, 0x10):
+        assert index.get(a) == truth.get(a)
+
+
+def test_samesize_behaves_as_its_array():
+    s, a = SameSize(0x30), array("Q")
+    for x in (s, a):
+        x.append(0x30)
+        x.extend([0x30] * 4)
+    assert len(s) == len(a) == 5 and list(s) == list(a) and sum(s) == sum(a)
+    assert s[0] == a[0] and s[-1] == a[-1] and s == a
+    del s[3:], a[3:]
+    assert list(zip(range(9), s)) == list(zip(range(9), a))
+    with pytest.raises(ValueError):
+        s.append(0x40)
+    with pytest.raises(IndexError):
+        s[3]
