@@ -301,3 +301,21 @@ class LldbTarget:
                     p.Kill()
         lldb.SBDebugger.Destroy(self.debugger)
         self._owned = None
+
+
+def wait_until_stopped(dbg, process) -> None:
+    """Pull the process's events until it stops or ends, a second at a time."""
+    listener, event = dbg.GetListener(), lldb.SBEvent()
+    done = (lldb.eStateStopped, lldb.eStateExited, lldb.eStateCrashed,
+            lldb.eStateDetached, lldb.eStateSuspended)
+    while True:
+        if not listener.WaitForEvent(1, event):
+            if process.GetState() in (lldb.eStateExited, lldb.eStateDetached):
+                return
+            continue
+        if not lldb.SBProcess.EventIsProcessEvent(event):
+            continue
+        state = lldb.SBProcess.GetStateFromEvent(event)
+        # a stop lldb resumes by itself (the loader's breakpoint) is not ours
+        if state in done and not lldb.SBProcess.GetRestartedFromEvent(event):
+            return

@@ -7,7 +7,7 @@ import glob
 import os
 from typing import NoReturn, Optional, Sequence
 
-from multiheap.adapters.lldb import LldbTarget
+from multiheap.adapters.lldb import LldbTarget, wait_until_stopped
 from multiheap.adapters.lldb_import import lldb
 from multiheap.errors import MultiheapError
 from multiheap.progio import ProgramStdio
@@ -48,24 +48,6 @@ def _settings(debugger, name: str, values: Sequence[str]) -> None:
         ret = lldb.SBCommandReturnObject()
         quoted = '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         ci.HandleCommand(f"settings append {name} {quoted}", ret)
-
-
-def _wait_until_stopped(dbg, process) -> None:
-    """Pull the process's events until it stops or ends, a second at a time."""
-    listener, event = dbg.GetListener(), lldb.SBEvent()
-    done = (lldb.eStateStopped, lldb.eStateExited, lldb.eStateCrashed,
-            lldb.eStateDetached, lldb.eStateSuspended)
-    while True:
-        if not listener.WaitForEvent(1, event):
-            if process.GetState() in (lldb.eStateExited, lldb.eStateDetached):
-                return
-            continue
-        if not lldb.SBProcess.EventIsProcessEvent(event):
-            continue
-        state = lldb.SBProcess.GetStateFromEvent(event)
-        # a stop lldb resumes by itself (the loader's breakpoint) is not ours
-        if state in done and not lldb.SBProcess.GetRestartedFromEvent(event):
-            return
 
 
 def open_target(request: Optional[StartRequest] = None, **options) -> LldbTarget:
@@ -124,7 +106,7 @@ def _launch(dbg, t, tgt: LldbTarget, req: StartRequest) -> None:
         raise MultiheapError(f"lldb cannot run {req.run!r}: {err.GetCString()}")
     tgt._owned = "launch"
     try:
-        _wait_until_stopped(dbg, p)
+        wait_until_stopped(dbg, p)
     except BaseException:
         tgt.close()
         raise

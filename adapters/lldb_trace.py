@@ -12,7 +12,7 @@ import shlex
 import sys
 from typing import Callable, Optional
 
-from multiheap.adapters.lldb import LldbTarget, lldb
+from multiheap.adapters.lldb import LldbTarget, lldb, wait_until_stopped
 from multiheap.errors import MultiheapError, UsageError
 from multiheap.trace import Frame, TraceControl, TraceOptions
 from multiheap.trace.records import RETURNS
@@ -245,21 +245,9 @@ class CliTrace:
     def wait(self, on_error: Optional[Callable[[dict], None]] = None) -> str:
         p = self.process
         self.dbg.SetAsync(True)
-        listener, event = self.dbg.GetListener(), lldb.SBEvent()
         while True:
             p.Continue()
-            while True:  # a second at a time, so Ctrl-C is heard
-                if not listener.WaitForEvent(1, event):
-                    if p.GetState() in (lldb.eStateExited, lldb.eStateDetached):
-                        break
-                    continue
-                if not lldb.SBProcess.EventIsProcessEvent(event):
-                    continue
-                state = lldb.SBProcess.GetStateFromEvent(event)
-                if state in (lldb.eStateStopped, lldb.eStateExited, lldb.eStateCrashed,
-                             lldb.eStateDetached) and \
-                        not lldb.SBProcess.GetRestartedFromEvent(event):
-                    break
+            wait_until_stopped(self.dbg, p)  # a second at a time, so Ctrl-C is heard
             if self._stdio is not None:
                 self._stdio.flush()
             if p.GetState() in (lldb.eStateExited, lldb.eStateDetached):
