@@ -235,11 +235,16 @@ class Structures:
         return chain.found(*hit) if hit else chain.failed("no symbol (default assumed)")
 
 
+def _struct_at(target: Target, name: str, addr: int, p: Params, endian: str) -> dict:
+    """The fields of glibc's struct ``name`` at ``addr`` (MultiheapError if unreadable)."""
+    L = layout(name, p.version, p.ptr_size, endian, p.arch)
+    return L.parse(target.read(addr, L.size))
+
+
 def initialised(target: Target, arena: int, p: Params, endian: str) -> bool:
     """False while malloc_init_state has not run: top and every bin still zero."""
-    L = layout("malloc_state", p.version, p.ptr_size, endian, p.arch)
     try:
-        f = L.parse(target.read(arena, L.size))
+        f = _struct_at(target, "malloc_state", arena, p, endian)
     except MultiheapError:
         return True  # unreadable: the walks say so
     return not (f["top"] == 0 and not any(f["bins"]) and f["system_mem"] == 0)
@@ -247,9 +252,8 @@ def initialised(target: Target, arena: int, p: Params, endian: str) -> bool:
 
 def damaged_fields(target: Target, cfg_mp: int, p: Params, endian: str) -> list[str]:
     """Fields of mp_ a corrupted heap changed beyond what glibc allows (warnings)."""
-    L = layout("malloc_par", p.version, p.ptr_size, endian, p.arch)
     try:
-        f = L.parse(target.read(cfg_mp, L.size))
+        f = _struct_at(target, "malloc_par", cfg_mp, p, endian)
     except MultiheapError as e:
         return [f"mp_ at {cfg_mp:#x} is unreadable: {e}"]
     out = []
@@ -265,9 +269,8 @@ def damaged_fields(target: Target, cfg_mp: int, p: Params, endian: str) -> list[
 def damaged_arena(target: Target, arena: int, p: Params, endian: str) -> list[str]:
     """Fields of main_arena a corrupted heap changed beyond what glibc keeps (warnings):
     ``system_mem <= max_system_mem`` (not whole pages: a foreign sbrk's correction is not)."""
-    L = layout("malloc_state", p.version, p.ptr_size, endian, p.arch)
     try:
-        f = L.parse(target.read(arena, L.size))
+        f = _struct_at(target, "malloc_state", arena, p, endian)
     except MultiheapError as e:
         return [f"main_arena at {arena:#x} is unreadable: {e}"]
     out = []
