@@ -189,6 +189,13 @@ def test_no_false_alarm_on_real_programs(name):
             assert res.returncode == 0, res.stderr[-2000:]
             doc = json.loads(res.stdout)
             assert doc["findings"] == [], (name, backend, doc["findings"][:5])
+            # discovery's checks of mp_ and main_arena fields are silent too
+            res = subprocess.run([CLI, "--backend", backend, "--pid", str(proc.pid),
+                                  "ptconfig", "--json"], capture_output=True, text=True,
+                                 timeout=240)
+            assert res.returncode == 0, res.stderr[-2000:]
+            notes = [n["message"] for n in json.loads(res.stdout).get("notes", [])]
+            assert not [n for n in notes if "damaged" in n], (name, backend, notes)
     finally:
         proc.kill()
         proc.wait()
