@@ -171,6 +171,17 @@ class Params:
     def has_fastbins(self) -> bool:
         return self.version < (2, 43)
 
+    def mmap_span(self, prev_size: int, size: int) -> tuple[int, int]:
+        """A mmapped chunk's (offset into its mapping, the mapping's length) from its
+        prev_size and size fields.  Before 2.43 prev_size is the offset and the two add
+        up to the length; 2.43 gave it a normal chunk's layout: prev_size's low bit
+        flags huge pages and the length also counts the next chunk's header
+        (malloc.c's mmap_base_offset and mmap_size)."""
+        if self.version >= (2, 43):
+            off = prev_size & ~1
+            return off, off + size + 2 * self.ptr_size
+        return prev_size, prev_size + size
+
     @property
     def safe_linking(self) -> bool:
         return self.version >= (2, 32)

@@ -38,6 +38,8 @@ from multiheap.target import Target, word_struct
 STATES = ("inuse", "free", "fast", "tcache", "orphan")
 WINDOW = 8 << 20  # bytes of heap a walk reads at a time
 EVERY = 1024  # chunks between two checkpoints of a ChunkIndex
+# the kernel's mappings, never a mmapped chunk's (a thread's stack can be "[stack:TID]")
+KERNEL_MAPPINGS = ("[stack", "[vvar", "[vdso", "[vsyscall", "[uprobes")
 
 
 @dataclass
@@ -464,20 +466,22 @@ class ChunkWalks:
         the user pointer (i386's 16-byte alignment: k = 8) and stores k in prev_size.
         memalign moves the chunk further in, to an aligned user pointer, and adds that
         lead to prev_size: glibc's own check (munmap_chunk) is that chunk - prev_size
-        is the page-aligned mapping start and prev_size + size its page-multiple length.
+        is the page-aligned mapping start and the length (``Params.mmap_span``: prev_size
+        + size, 2.43 adds a header) a page multiple.
         """
         for k in range(0, self.p.malloc_alignment, self.sz):
             found = self._mmapped_header(base + k, base, end)
             if found is None:
                 continue
             addr, size, prev = found
-            total = prev + size
+            total = self.p.mmap_span(prev, size)[1]
             align = 2 * self.p.malloc_alignment  # memalign: a lead to an aligned pointer
             while align < total:
                 moved = -(-(addr + 2 * self.sz) // align) * align - 2 * self.sz
                 if moved > addr:
                     inner = self._mmapped_header(moved, base, end)
-                    if inner is not None and inner[1] + inner[2] == total:
+                    if inner is not None and \
+                            self.p.mmap_span(inner[2], inner[1])[1] == total:
                         return inner
                 align *= 2
             return found
@@ -485,17 +489,18 @@ class ChunkWalks:
 
     def _mmapped_header(self, addr: int, base: int,
                         end: int) -> Optional[tuple[int, int, int]]:
-        """(addr, size, prev_size) if ``addr`` holds the header of the chunk mapped at
-        ``base`` (prev_size = addr - base, IS_MMAPPED alone, a page-multiple span)."""
+        """(addr, size, offset) if ``addr`` holds the header of the chunk mapped at
+        ``base`` (its offset = addr - base, IS_MMAPPED alone, a page-multiple span)."""
         try:
             prev, sf = self.two.unpack(self.mem.read(addr, 2 * self.sz))
         except TargetMemoryError:
             return None
         size = sf & ~SIZE_BITS
-        if (sf & SIZE_BITS) == IS_MMAPPED and size and prev == addr - base \
-                and (size + prev) % 0x1000 == 0 and base + prev + size <= end \
+        off, length = self.p.mmap_span(prev, size)
+        if (sf & SIZE_BITS) == IS_MMAPPED and size and off == addr - base \
+                and length % 0x1000 == 0 and base + length <= end \
                 and not (addr + 2 * self.sz) & self.p.align_mask:
-            return addr, size, prev
+            return addr, size, off
         return None
 
     def anon_spans(self) -> list[tuple[int, int]]:
@@ -503,10 +508,13 @@ class ChunkWalks:
 
         Hosts name and split mappings differently (a core's list, r2's ``unkN``, lldb's
         module names, the kernel merging neighbours): adjacent writable regions are
-        joined, so no chunk depends on where a host drew a boundary.
+        joined, so no chunk depends on where a host drew a boundary.  The kernel's
+        own mappings (``[stack]``, ``[vvar]``...) are left out: words on a stack can
+        look like a chunk header.
         """
         regs = sorted((r for r in self.target.regions()
-                       if "w" in r.perms and not r.name.startswith("/")),
+                       if "w" in r.perms and not r.name.startswith("/")
+                       and not r.name.startswith(KERNEL_MAPPINGS)),
                       key=lambda r: r.start)
         spans: list[list[int]] = []
         for r in regs:
@@ -527,7 +535,8 @@ class ChunkWalks:
         return out
 
     def mmapped_chunks(self) -> list[tuple[int, int, int]]:
-        """(addr, size, prev_size) of every mmapped chunk, in address order (cached).
+        """(addr, size, offset into its mapping) of every mmapped chunk, in address
+        order (cached).
 
         Each mapping that can hold one (writable, no file, not an arena's heap) is
         tried at its start and followed chunk to chunk (the kernel merges adjacent
@@ -547,7 +556,7 @@ class ChunkWalks:
                 if hit is None:
                     return
                 found[base] = hit
-                base += hit[1] + hit[2]
+                base += self.p.mmap_span(hit[2], hit[1])[1]
 
         for lo, hi in spans:
             for start in region_starts:
@@ -577,20 +586,26 @@ class ChunkWalks:
                 continue
             for off in range(0, n - 2 * sz + 1, page):
                 base = a + off
-                if any(b <= base < b + h[1] + h[2] for b, h in found.items()):
+                if any(b <= base < b + self.p.mmap_span(h[2], h[1])[1]
+                       for b, h in found.items()):
                     continue
                 for k in range(0, self.p.malloc_alignment, sz):
                     prev, sf = self.two.unpack_from(buf, off + k) if off + k + 2 * sz <= n \
                         else (None, 0)
-                    if prev == k and (sf & SIZE_BITS) == IS_MMAPPED:
+                    if prev is not None and self.p.mmap_span(prev, 0)[0] == k \
+                            and (sf & SIZE_BITS) == IS_MMAPPED:
                         yield base
                         break
             a += n
 
+    def mmapped_bytes(self) -> int:
+        """The mmapped chunks' mappings, in bytes (what ``mp_.mmapped_mem`` counts)."""
+        return sum(self.p.mmap_span(off, s)[1] for _a, s, off in self.mmapped_chunks())
+
     def mmapped_note(self) -> Optional[str]:
         """Why the mmapped chunks found differ from mp_'s count and bytes, or None."""
         chunks = self.mmapped_chunks()
-        n, total = len(chunks), sum(s + p for _a, s, p in chunks)
+        n, total = len(chunks), self.mmapped_bytes()
         want_n, want_b = self._mp()["n_mmaps"], self._mp()["mmapped_mem"]
         if (n, total) == (want_n, want_b):
             return None

@@ -35,6 +35,7 @@ class Expected:
     inuse: list[int] = field(default_factory=list)
     mallinfo2: dict[str, int] = field(default_factory=dict)
     tcache_structs: dict[int, int] = field(default_factory=dict)  # thread -> address
+    mmapped: list[tuple[int, int, int]] = field(default_factory=list)  # addr, size, offset
 
 
 @dataclass
@@ -292,7 +293,11 @@ def build_image(version: tuple[int, int], ptr_size: int = 8, *, symbols: bool = 
 
     # -- an mmapped chunk, the threads' TLS -----------------------------------------
     mm = _Mem(A["mmap"], mmap_size, sz)
-    mm.put(A["mmap"] + sz, mmap_size | IS_MMAPPED)
+    mm_off = align - 2 * sz  # i386: 8 bytes in, for a 16-aligned user pointer
+    mm_size = mmap_size - mm_off - (2 * sz if version >= (2, 43) else 0)  # 2.43: a header
+    mm.put(A["mmap"] + mm_off, mm_off)
+    mm.put(A["mmap"] + mm_off + sz, mm_size | IS_MMAPPED)
+    exp.mmapped = [(A["mmap"] + mm_off, mm_size, mm_off)]
     dummy = A["rodata"] + 0x800
     if dummy_tcache:
         exp.tcache[2] = {}

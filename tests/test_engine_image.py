@@ -16,6 +16,7 @@ import json
 import pytest
 from imagebuild import TCACHE_KEY, build_image
 
+from adapters.image import ImageTarget
 from multiheap.commands import run_command
 from multiheap.discovery import discover as locate
 from multiheap.errors import NotFoundError
@@ -75,6 +76,9 @@ def test_engine_finds_what_was_placed(version, sz):
     stats = _json(s, "ptstats")
     assert stats["mallinfo2"] == img.expected.mallinfo2
     assert stats["mmapped"] == {"count": 1, "bytes": 0x21000}
+    # the mmapped chunk itself, in this version's layout (2.43: size + offset + header)
+    assert heap.walks.mmapped_chunks() == img.expected.mmapped
+    assert heap.walks.mmapped_note() is None and "notes" not in stats
     # every chunk of the second arena's heap, after heap_info (2.35: + pagesize)
     # and its malloc_state, is walked to top with nothing left unexplained
     a2 = heap.arenas()[1]
@@ -279,3 +283,24 @@ def test_cycle_after_a_tail_stops_at_the_first_repeated_chunk():
     fl = heap.lists.fastbins(heap.arenas()[0])[1]
     assert list(fl.chunks) == [c0, c1] and list(fl.sizes) == [0x30, 0x30]
     assert fl.stop is not None and fl.stop.addr == c1 and "cycle" in fl.stop.reason
+
+
+@pytest.mark.parametrize("version", [(2, 36), (2, 43)], ids=["2.36", "2.43"])
+def test_a_stack_is_no_mmapped_chunk(version):
+    """Words on a thread's stack that read as a mmapped chunk's header are not one:
+    the kernel's mappings are never searched (a false alarm seen on a live r2 run)."""
+    img = build_image(version, 8)
+    stack = 0x7FFC00000000
+    words = bytearray(0x2000)
+    words[8:16] = (0x1000 - (16 if version >= (2, 43) else 0) | 2).to_bytes(8, "little")
+    words[0x1008:0x1010] = (0x7FB3CD6E7750 | 2).to_bytes(8, "little")  # runs past the end
+    segs = {**img.segs, stack: bytes(words)}
+    names = {**img.kwargs["region_names"], stack: "[stack]"}
+    s = Session(ImageTarget(segs, **dict(img.kwargs, region_names=names)))
+    heap = s.heap()
+    assert heap.walks.mmapped_chunks() == img.expected.mmapped
+    assert _json(s, "ptcheck")["findings"] == []
+    # the same words in an anonymous mapping are a chunk (the search does look there)
+    s = Session(ImageTarget(segs, **img.kwargs))
+    assert [a for a, _s, _o in s.heap().walks.mmapped_chunks()] == [
+        img.expected.mmapped[0][0], stack]

@@ -47,7 +47,7 @@ from test_r2 import run_r2
 
 COMMANDS = ["ptconfig --json", "ptstats --json", "ptfree --json", "ptbin --json",
             "ptfast --json", "pttcache --json", "ptarena -l --json", "ptparam --json",
-            "ptcheck --json"]
+            "ptcheck --json", "ptlist --mmapped --json"]
 BUILDS = {b.version: b for b in other_builds()}
 CELLS = [(v, dbg) for v in sorted(BUILDS) + ["system", "i386"] for dbg in (True, False)]
 CELLS.append(("static", False))
@@ -216,6 +216,19 @@ def test_ptcheck_finds_nothing_on_a_healthy_heap(cell):
     run, _debug = cell
     doc = run.json("ptcheck --json")
     assert doc["findings"] == [] and doc["count"] == 0, doc["findings"][:5]
+
+
+def test_every_mmapped_chunk_is_found(cell):
+    """The program's big allocations are the mmapped chunks listed, and nothing is
+    left over for a note (2.43 changed their layout: prev_size + size + a header)."""
+    run, _ = cell
+    t, ps = run.truth, run.truth.pointer_size
+    big = sorted(r["mem"] for r in t.records if r["kind"] == "live" and r["req"] >= 128 << 10)
+    assert len(big) == t.mallinfo2["hblks"] == 2
+    listed = run.json("ptlist --mmapped --json")["chunks"]
+    assert sorted(c["addr"] + 2 * ps for c in listed) == big
+    notes = run.json("ptstats --json").get("notes", [])
+    assert not [n for n in notes if "mmapped" in n["message"]], notes
 
 
 def test_mallinfo_equals_the_targets_own(cell):

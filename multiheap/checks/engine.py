@@ -483,7 +483,7 @@ class Checker:
     def mmapped(self) -> None:
         h = self.h
         chunks = h.walks.mmapped_chunks()
-        n, total = len(chunks), sum(s + p for _a, s, p in chunks)
+        n, total = len(chunks), h.walks.mmapped_bytes()
         want_n, want_b = h.mp["n_mmaps"], h.mp["mmapped_mem"]
         if (n, total) == (want_n, want_b):
             return
@@ -494,11 +494,11 @@ class Checker:
             while a < hi:
                 for k in range(0, self.p.malloc_alignment, self.sz):
                     w = self.words(a + k, 2)
-                    if w is None or w[0] != k or (w[1] & SIZE_BITS) != IS_MMAPPED \
-                            or (a + k) in found:
+                    if w is None or (w[1] & SIZE_BITS) != IS_MMAPPED or (a + k) in found:
                         continue
                     size = w[1] & ~SIZE_BITS
-                    if size and a + k + size > hi:
+                    off, length = self.p.mmap_span(w[0], size)
+                    if off == k and size and a + length > hi:
                         named = True
                         self.add("mmapped-size", ERROR, a + k, [hi],
                                  f"mmapped chunk {a + k:#x} has size {size:#x}: it runs past "

@@ -69,12 +69,16 @@ def try_free(heap, mem: int) -> Outcome:
     out.steps.append(f"chunk {c:#x}: size {size:#x}, flags {sf & SIZE_BITS:#x}")
     if (c + size) >= 1 << (8 * sz) or (c + 2 * sz) & p.align_mask:
         return abort("free_invalid_pointer", "the chunk is misaligned or wraps around")
-    if sf & IS_MMAPPED:
-        total = prev + size
-        if ((c - prev) | total) & 0xfff:
+
+    def munmap() -> Outcome:
+        off, total = p.mmap_span(prev, size)
+        if ((c - off) | total) & 0xfff:
             return abort("munmap", "mmapped chunk: its mapping is not page-aligned")
-        out.where = f"munmap of {c - prev:#x}..{c - prev + total:#x}"
+        out.where = f"munmap of {c - off:#x}..{c - off + total:#x}"
         return out
+
+    if sf & IS_MMAPPED and v < (2, 43):  # 2.43's tcache takes mmapped chunks too
+        return munmap()
     tc = _tcache(heap) if p.has_tcache else None
     if tc is not None and size - sz <= heap.mp["tcache_max_bytes"] and size >= p.minsize:
         idx = p.tcache_index(size)
@@ -96,6 +100,8 @@ def try_free(heap, mem: int) -> Outcome:
                 out.where = f"tcache bin {idx} of thread {tc.thread.num} (size {size:#x})"
                 return out
             out.steps.append(f"tcache bin {idx} is full ({n})")
+    if sf & IS_MMAPPED:
+        return munmap()
     if size < p.minsize or size & p.align_mask:
         return abort("free_invalid_size", f"size {size:#x} is impossible")
     found = heap.segment_of(c)
