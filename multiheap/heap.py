@@ -1,9 +1,10 @@
 """The ptmalloc model of one target at one stop: arenas, heaps, chunks, free lists.
 
 :class:`Heap` reads malloc_state, malloc_par and heap_info itself and holds two objects
-it builds with what they need: ``heap.lists`` (:class:`~multiheap.freelists.FreeLists`)
-and ``heap.walks`` (:class:`~multiheap.walks.ChunkWalks`).  Every walk is bounded and
-records where and why it stopped in a :class:`Stop`.
+it builds with what they need: ``heap.lists`` (:class:`~multiheap.freelists.FreeLists`),
+``heap.walks`` (:class:`~multiheap.walks.ChunkWalks`) and ``heap.mmapped``
+(:class:`~multiheap.mmapped.MmappedChunks`).  Every walk is bounded and records where
+and why it stopped in a :class:`Stop`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from multiheap.freelists import FreeLists
 from multiheap.heaptypes import MAX_ARENAS, Arena, Chunk, HeapSegment, Stop
 from multiheap.layouts import Layout, layout
 from multiheap.memory import Memory
+from multiheap.mmapped import MmappedChunks
 from multiheap.target import Target, word_struct
 from multiheap.walks import ChunkWalks
 
@@ -43,8 +45,9 @@ class Heap:
         self.notes: list[str] = list(config.warnings)
         self.lists = FreeLists(self.mem, self.p, config.endian, self.L_state, self.L_tcache,
                                config.threads, self)
-        self.walks = ChunkWalks(self.mem, self.p, config.endian, target, self, self.lists,
-                                lambda: self.mp)
+        self.walks = ChunkWalks(self.mem, self.p, config.endian, self, self.lists)
+        self.mmapped = MmappedChunks(self.mem, self.p, config.endian, target, self,
+                                     lambda: self.mp)
 
     def _layout(self, name: str) -> Layout:
         return layout(name, self.cfg.version, self.sz, self.cfg.endian, self.cfg.arch)

@@ -163,7 +163,7 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
     for st in stops:
         out.notes.append(st.message("walk"))
     if arena is None:
-        mm = heap.walks.mmapped_chunks()
+        mm = heap.mmapped.chunks()
         if mm:
             first = len(addrs)
             for a, s, _p in mm:
@@ -176,7 +176,7 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
                     hexes.append(bytes(HEX_BYTES))
             segs.append({"kind": "mmapped", "start": mm[0][0],
                          "end": mm[-1][0] + mm[-1][1], "first": first, "count": len(mm)})
-        why_mm = heap.walks.mmapped_note()
+        why_mm = heap.mmapped.note()
         if why_mm:
             out.notes.append(why_mm)
     for msg, _data in heap.lists.tcache_notes():

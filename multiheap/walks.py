@@ -1,4 +1,4 @@
-"""Walking chunks in address order: ptlist's walk, ptstats' census, mmapped chunks.
+"""Walking chunks in address order: ptlist's walk and ptstats' census.
 
 :class:`ChunkWalks` is held by :class:`multiheap.heap.Heap` (``heap.walks``), given the
 memory, the layout parameters, the arenas and the free lists (whose states a walk
@@ -15,12 +15,11 @@ import sys
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from multiheap.errors import TargetMemoryError
 from multiheap.freelists import FreeLists
 from multiheap.heaptypes import (
-    IS_MMAPPED,
     PREV_INUSE,
     SIZE_BITS,
     Arena,
@@ -30,7 +29,7 @@ from multiheap.heaptypes import (
 )
 from multiheap.layouts import Params
 from multiheap.memory import Memory
-from multiheap.target import Target, word_struct
+from multiheap.target import word_struct
 
 # Chunk states as ptlist, ptchunk, ptstats, ptmap and ptvis name them (besides top and
 # mmapped): in use; in a bin (free), a fastbin, a tcache; marked free by the next
@@ -38,8 +37,6 @@ from multiheap.target import Target, word_struct
 STATES = ("inuse", "free", "fast", "tcache", "orphan")
 WINDOW = 8 << 20  # bytes of heap a walk reads at a time
 EVERY = 1024  # chunks between two checkpoints of a ChunkIndex
-# the kernel's mappings, never a mmapped chunk's (a thread's stack can be "[stack:TID]")
-KERNEL_MAPPINGS = ("[stack", "[vvar", "[vdso", "[vsyscall", "[uprobes")
 
 
 @dataclass
@@ -116,18 +113,15 @@ class ChunkIndex:
 
 
 class ChunkWalks:
-    """The walks of one target's chunks by their size fields, and its mmapped chunks."""
+    """The walks of one target's chunks by their size fields."""
 
-    def __init__(self, mem: Memory, params: Params, endian: str, target: Target,
-                 arenas: ArenaView, lists: FreeLists, mp: Callable[[], dict]) -> None:
+    def __init__(self, mem: Memory, params: Params, endian: str, arenas: ArenaView,
+                 lists: FreeLists) -> None:
         self.mem, self.p, self.sz, self.endian = mem, params, params.ptr_size, endian
-        self.word, self.two = word_struct(self.sz, endian), word_struct(self.sz, endian, 2)
-        self.target = target
+        self.word = word_struct(self.sz, endian)
         self.model = arenas
         self.lists = lists
-        self._mp = mp  # malloc_par's fields, read when first needed
         self._chunk_index: dict[tuple[int, int], ChunkIndex] = {}
-        self._mmapped: Optional[list[tuple[int, int, int]]] = None
 
     def indexed(self, arena: Arena, seg: HeapSegment) -> bool:
         """Whether a whole walk of ``seg`` has been made (its index is cached)."""
@@ -457,159 +451,3 @@ class ChunkWalks:
                             b_all - sum(v[1] for v in out.values())]}
         result.update(out)
         return result
-
-    # mmapped chunks --------------------------------------------------------------
-    def _mmapped_at(self, base: int, end: int) -> Optional[tuple[int, int, int]]:
-        """The mmapped chunk of the mapping starting at page ``base``, if any.
-
-        sysmalloc puts the chunk ``k`` bytes in when the mapping's start would misalign
-        the user pointer (i386's 16-byte alignment: k = 8) and stores k in prev_size.
-        memalign moves the chunk further in, to an aligned user pointer, and adds that
-        lead to prev_size: glibc's own check (munmap_chunk) is that chunk - prev_size
-        is the page-aligned mapping start and the length (``Params.mmap_span``: prev_size
-        + size, 2.43 adds a header) a page multiple.
-        """
-        for k in range(0, self.p.malloc_alignment, self.sz):
-            found = self._mmapped_header(base + k, base, end)
-            if found is None:
-                continue
-            addr, size, prev = found
-            total = self.p.mmap_span(prev, size)[1]
-            align = 2 * self.p.malloc_alignment  # memalign: a lead to an aligned pointer
-            while align < total:
-                moved = -(-(addr + 2 * self.sz) // align) * align - 2 * self.sz
-                if moved > addr:
-                    inner = self._mmapped_header(moved, base, end)
-                    if inner is not None and \
-                            self.p.mmap_span(inner[2], inner[1])[1] == total:
-                        return inner
-                align *= 2
-            return found
-        return None
-
-    def _mmapped_header(self, addr: int, base: int,
-                        end: int) -> Optional[tuple[int, int, int]]:
-        """(addr, size, offset) if ``addr`` holds the header of the chunk mapped at
-        ``base`` (its offset = addr - base, IS_MMAPPED alone, a page-multiple span)."""
-        try:
-            prev, sf = self.two.unpack(self.mem.read(addr, 2 * self.sz))
-        except TargetMemoryError:
-            return None
-        size = sf & ~SIZE_BITS
-        off, length = self.p.mmap_span(prev, size)
-        if (sf & SIZE_BITS) == IS_MMAPPED and size and off == addr - base \
-                and length % 0x1000 == 0 and base + length <= end \
-                and not (addr + 2 * self.sz) & self.p.align_mask:
-            return addr, size, off
-        return None
-
-    def anon_spans(self) -> list[tuple[int, int]]:
-        """Writable memory no file backs, outside the arenas' heaps, as maximal spans.
-
-        Hosts name and split mappings differently (a core's list, r2's ``unkN``, lldb's
-        module names, the kernel merging neighbours): adjacent writable regions are
-        joined, so no chunk depends on where a host drew a boundary.  The kernel's
-        own mappings (``[stack]``, ``[vvar]``...) are left out: words on a stack can
-        look like a chunk header.
-        """
-        regs = sorted((r for r in self.target.regions()
-                       if "w" in r.perms and not r.name.startswith("/")
-                       and not r.name.startswith(KERNEL_MAPPINGS)),
-                      key=lambda r: r.start)
-        spans: list[list[int]] = []
-        for r in regs:
-            if spans and r.start <= spans[-1][1]:
-                spans[-1][1] = max(spans[-1][1], r.end)
-            else:
-                spans.append([r.start, r.end])
-        heaps = sorted((s.info or s.start, s.end) for a in self.model.arenas() for s in a.heaps)
-        out: list[tuple[int, int]] = []
-        for lo, hi in spans:
-            for h_lo, h_hi in heaps:  # cut the heaps out
-                if h_lo < hi and lo < h_hi:
-                    if lo < h_lo:
-                        out.append((lo, h_lo))
-                    lo = max(lo, h_hi)
-            if lo < hi:
-                out.append((lo, hi))
-        return out
-
-    def mmapped_chunks(self) -> list[tuple[int, int, int]]:
-        """(addr, size, offset into its mapping) of every mmapped chunk, in address
-        order (cached).
-
-        Each mapping that can hold one (writable, no file, not an arena's heap) is
-        tried at its start and followed chunk to chunk (the kernel merges adjacent
-        mappings).  If that finds fewer chunks than ``mp_.n_mmaps``, every page of
-        those spans is tried: a chunk's mapping can also follow other anonymous memory.
-        """
-        if self._mmapped is not None:
-            return self._mmapped
-        spans = self.anon_spans()
-        region_starts = sorted({r.start for r in self.target.regions()} |
-                               {lo for lo, _hi in spans})
-        found: dict[int, tuple[int, int, int]] = {}
-
-        def follow(base: int, end: int) -> None:
-            while base + 2 * self.sz <= end and base not in found:
-                hit = self._mmapped_at(base, end)
-                if hit is None:
-                    return
-                found[base] = hit
-                base += self.p.mmap_span(hit[2], hit[1])[1]
-
-        for lo, hi in spans:
-            for start in region_starts:
-                if lo <= start < hi:
-                    follow(start, hi)
-        want = self._mp()["n_mmaps"]
-        if len(found) < want:
-            for lo, hi in spans:
-                for base in self._page_candidates(lo, hi, found):
-                    follow(base, hi)
-        out = sorted(found.values())
-        self._mmapped = out
-        return out
-
-    def _page_candidates(self, lo: int, hi: int,
-                         found: dict[int, tuple[int, int, int]]) -> Iterator[int]:
-        """Page starts in [lo, hi) outside the chunks found so far whose first words
-        could begin a mmapped chunk (read in 1 MiB pieces, not kept in the cache)."""
-        page, piece, sz = 0x1000, 1 << 20, self.sz
-        a = (lo + page - 1) & ~(page - 1)
-        while a < hi:
-            n = min(piece, hi - a)
-            try:
-                buf = self.target.read(a, n)
-            except TargetMemoryError:
-                a += n
-                continue
-            for off in range(0, n - 2 * sz + 1, page):
-                base = a + off
-                if any(b <= base < b + self.p.mmap_span(h[2], h[1])[1]
-                       for b, h in found.items()):
-                    continue
-                for k in range(0, self.p.malloc_alignment, sz):
-                    prev, sf = self.two.unpack_from(buf, off + k) if off + k + 2 * sz <= n \
-                        else (None, 0)
-                    if prev is not None and self.p.mmap_span(prev, 0)[0] == k \
-                            and (sf & SIZE_BITS) == IS_MMAPPED:
-                        yield base
-                        break
-            a += n
-
-    def mmapped_bytes(self) -> int:
-        """The mmapped chunks' mappings, in bytes (what ``mp_.mmapped_mem`` counts)."""
-        return sum(self.p.mmap_span(off, s)[1] for _a, s, off in self.mmapped_chunks())
-
-    def mmapped_note(self) -> Optional[str]:
-        """Why the mmapped chunks found differ from mp_'s count and bytes, or None."""
-        chunks = self.mmapped_chunks()
-        n, total = len(chunks), self.mmapped_bytes()
-        want_n, want_b = self._mp()["n_mmaps"], self._mp()["mmapped_mem"]
-        if (n, total) == (want_n, want_b):
-            return None
-        return (f"found {n} mmapped chunks ({total:#x} bytes) but mp_ counts {want_n} "
-                f"({want_b:#x} bytes): a chunk's header may be damaged or its memory "
-                "missing (a core without it), or mp_ is stale")
-

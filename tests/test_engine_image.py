@@ -77,8 +77,8 @@ def test_engine_finds_what_was_placed(version, sz):
     assert stats["mallinfo2"] == img.expected.mallinfo2
     assert stats["mmapped"] == {"count": 1, "bytes": 0x21000}
     # the mmapped chunk itself, in this version's layout (2.43: size + offset + header)
-    assert heap.walks.mmapped_chunks() == img.expected.mmapped
-    assert heap.walks.mmapped_note() is None and "notes" not in stats
+    assert heap.mmapped.chunks() == img.expected.mmapped
+    assert heap.mmapped.note() is None and "notes" not in stats
     # every chunk of the second arena's heap, after heap_info (2.35: + pagesize)
     # and its malloc_state, is walked to top with nothing left unexplained
     a2 = heap.arenas()[1]
@@ -298,9 +298,9 @@ def test_a_stack_is_no_mmapped_chunk(version):
     names = {**img.kwargs["region_names"], stack: "[stack]"}
     s = Session(ImageTarget(segs, **dict(img.kwargs, region_names=names)))
     heap = s.heap()
-    assert heap.walks.mmapped_chunks() == img.expected.mmapped
+    assert heap.mmapped.chunks() == img.expected.mmapped
     assert _json(s, "ptcheck")["findings"] == []
     # the same words in an anonymous mapping are a chunk (the search does look there)
     s = Session(ImageTarget(segs, **img.kwargs))
-    assert [a for a, _s, _o in s.heap().walks.mmapped_chunks()] == [
+    assert [a for a, _s, _o in s.heap().mmapped.chunks()] == [
         img.expected.mmapped[0][0], stack]

@@ -9,8 +9,8 @@ from array import array
 import pytest
 
 from multiheap.compact import SortedBuilder, merged
-from multiheap.freelists import Listed
 from multiheap.heaptypes import SameSize
+from multiheap.listed import Listed
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -482,14 +482,14 @@ class Checker:
 
     def mmapped(self) -> None:
         h = self.h
-        chunks = h.walks.mmapped_chunks()
-        n, total = len(chunks), h.walks.mmapped_bytes()
+        chunks = h.mmapped.chunks()
+        n, total = len(chunks), h.mmapped.total()
         want_n, want_b = h.mp["n_mmaps"], h.mp["mmapped_mem"]
         if (n, total) == (want_n, want_b):
             return
         found = {a for a, _s, _p in chunks}
         named = False
-        for lo, hi in h.walks.anon_spans():
+        for lo, hi in h.mmapped.anon_spans():
             a = (lo + 0xfff) & ~0xfff
             while a < hi:
                 for k in range(0, self.p.malloc_alignment, self.sz):

@@ -39,7 +39,7 @@ def find_chunk(heap, addr: int) -> Optional[Found]:
             return None
         c = heap.chunk(hit)
         return Found(hit, c.size, heap.lists.chunk_state(c), arena.addr, addr - c.mem)
-    for a, size, off in heap.walks.mmapped_chunks():
+    for a, size, off in heap.mmapped.chunks():
         if a - off <= addr < a - off + heap.p.mmap_span(off, size)[1]:
             return Found(a, size, "mmapped", None, addr - (a + 2 * heap.sz))
     return None

@@ -38,7 +38,7 @@ class PtCheck:
         if not found and not out.structured():
             out.text("no problems found")
         emit_tcache_notes(heap, out)
-        why = heap.walks.mmapped_note() if arena is None else None
+        why = heap.mmapped.note() if arena is None else None
         if why:
             out.note(why)
 

@@ -122,7 +122,7 @@ class PtChunk:
                              addr=addr)
                 if i == 0 and heap.segment_of(addr) is None and not (
                         c.flags & IS_MMAPPED
-                        and any(a == addr for a, _s, _p in heap.walks.mmapped_chunks())):
+                        and any(a == addr for a, _s, _p in heap.mmapped.chunks())):
                     out.note(f"{addr:#x} is in no arena's heap: its state is a guess",
                              addr=addr)
                 state = emit_chunk(heap, c, out, args.hexdump, args.verbose)

@@ -97,7 +97,7 @@ class PtList:
         if args.mmapped:
             flags = IS_MMAPPED if out.structured() else flag_text(IS_MMAPPED)
             rows: Iterable[tuple] = [(a, s, flags, "mmapped")
-                                     for a, s, _ in heap.walks.mmapped_chunks()]
+                                     for a, s, _ in heap.mmapped.chunks()]
         else:
             arena = heap.arena_at(address(session, args.arena)) if args.arena \
                 else heap.arenas()[0]
@@ -125,7 +125,7 @@ class PtList:
                 rows = _previewed(heap, rows, args.preview)
             out.field("count", out.table("chunks", cols, rows))
         if args.mmapped:
-            why = heap.walks.mmapped_note()
+            why = heap.mmapped.note()
             if why:
                 out.note(why)
             return

@@ -50,7 +50,7 @@ class PtStats:
             out.end()
         if not args.no_walk:
             emit_tcache_notes(heap, out)  # first: the in-use figures depend on it
-            why = heap.walks.mmapped_note()
+            why = heap.mmapped.note()
             if why:
                 out.note(why)
         mmapped = heap.mp["n_mmaps"], heap.mp["mmapped_mem"]
