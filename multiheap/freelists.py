@@ -436,8 +436,9 @@ class FreeLists:
             yield "tcache", tc.bins
 
     def chunk_state(self, c: Chunk) -> str:
-        if c.flags & IS_MMAPPED:
-            return "mmapped"
+        if c.flags & IS_MMAPPED:  # 2.43's tcache may hold it
+            tcached = self.p.tcache_takes_mmapped and self._listed_state(c) == "tcache"
+            return "tcache" if tcached else "mmapped"
         for a in self.model.arenas():
             if c.addr == a.top:
                 return "top"

@@ -183,6 +183,12 @@ class Params:
         return prev_size, prev_size + size
 
     @property
+    def tcache_takes_mmapped(self) -> bool:
+        """2.43: free() offers every chunk small enough to the tcache first, mmapped
+        ones too (their layout became a normal chunk's)."""
+        return self.version >= (2, 43)
+
+    @property
     def safe_linking(self) -> bool:
         return self.version >= (2, 32)
 
@@ -305,6 +311,16 @@ class Params:
 
     def tcache_index(self, size: int) -> int:
         return (size - self.minsize + self.malloc_alignment - 1) // self.malloc_alignment
+
+    def tcache_large_index(self, size: int) -> int:
+        """2.42+: the large tcache bin of chunk ``size`` (large_csize2tidx: one bin per
+        power of two past the biggest small bin's size, by a 32-bit count of leading
+        zeros)."""
+        small_max = (self.tcache_small_bins - 1) * self.malloc_alignment + self.minsize
+        if self.version < (2, 43):  # 2.42 compared with tidx2usize
+            small_max -= self.size_sz
+        return self.tcache_small_bins + (size & 0xFFFFFFFF).bit_length() \
+            - small_max.bit_length()
 
     def tcache_size(self, idx: int) -> Optional[int]:
         """Chunk size of small tcache bin ``idx`` (None for 2.42+'s large bins)."""

@@ -77,11 +77,18 @@ def try_free(heap, mem: int) -> Outcome:
         out.where = f"munmap of {c - off:#x}..{c - off + total:#x}"
         return out
 
-    if sf & IS_MMAPPED and v < (2, 43):  # 2.43's tcache takes mmapped chunks too
+    if sf & IS_MMAPPED and v < (2, 42):  # 2.42 offers every chunk to the tcache first
         return munmap()
     tc = _tcache(heap) if p.has_tcache else None
-    if tc is not None and size - sz <= heap.mp["tcache_max_bytes"] and size >= p.minsize:
-        idx = p.tcache_index(size)
+    idx = p.tcache_index(size)
+    if v >= (2, 42):  # size < tcache_max_bytes; past the small bins, a large bin
+        takes = size < heap.mp["tcache_max_bytes"]
+        if idx >= p.tcache_small_bins:
+            idx = p.tcache_large_index(size)
+            takes = takes and not (sf & IS_MMAPPED and not p.tcache_takes_mmapped)
+    else:
+        takes = size - sz <= heap.mp["tcache_max_bytes"]
+    if tc is not None and takes and size >= p.minsize:
         fl = heap.lists.tcache_list(tc, idx) if idx < len(tc.bins) else None
         key = heap.mem.ptr(mem + sz) if p.tcache_key else None
         want = heap.target.symbol("tcache_key") if p.tcache_key_random else tc.addr
@@ -95,7 +102,9 @@ def try_free(heap, mem: int) -> Outcome:
             out.steps.append("not found there: no double free")
         if fl is not None:
             n = len(fl.chunks)
-            full = n >= heap.mp["tcache_count"] if fl.count_field is not None else False
+            full = fl.count_field is not None and (
+                fl.count_field == 0 if p.tcache_counts_down  # 2.42: free slots left
+                else n >= heap.mp["tcache_count"])
             if not full:
                 out.where = f"tcache bin {idx} of thread {tc.thread.num} (size {size:#x})"
                 return out

@@ -96,8 +96,8 @@ class PtList:
         arena = None
         if args.mmapped:
             flags = IS_MMAPPED if out.structured() else flag_text(IS_MMAPPED)
-            rows: Iterable[tuple] = [(a, s, flags, "mmapped")
-                                     for a, s, _ in heap.mmapped.chunks()]
+            rows: Iterable[tuple] = [(a, s, flags, heap.lists.chunk_state(heap.chunk(a)))
+                                     for a, s, _ in heap.mmapped.chunks()]  # 2.43: "tcache"
         else:
             arena = heap.arena_at(address(session, args.arena)) if args.arena \
                 else heap.arenas()[0]
