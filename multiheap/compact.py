@@ -1,18 +1,17 @@
-"""Sorting many integers in bounded memory: a huge heap's list entries as one sorted
-``array('Q')`` (8 bytes each), never as a Python list of them all."""
+"""Many integers in bounded memory: a huge heap's list entries as sorted ``array('Q')``
+runs (8 bytes each), never as a Python list of them all, and never merged into a copy."""
 
 from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 PIECE = 1 << 18  # values sorted at a time (their temporary list: ~10 MB)
 
 
 class SortedBuilder:
-    """Collects unsigned ints in sorted pieces; :meth:`done` merges them into one
-    sorted array('Q')."""
+    """Collects unsigned ints in sorted pieces of at most :data:`PIECE` values."""
 
     def __init__(self) -> None:
         self.pieces: list[array] = []
@@ -25,36 +24,47 @@ class SortedBuilder:
             self.pieces.append(array("Q", sorted(pending[:PIECE])))
             del pending[:PIECE]
 
-    def done(self) -> array:
+    def runs(self) -> list[array]:
+        """The sorted runs (their value ranges may overlap); the builder is emptied."""
         if self._pending:
             self.pieces.append(array("Q", sorted(self._pending)))
             self._pending = []
         pieces, self.pieces = self.pieces, []
-        if len(pieces) <= 1:
-            return pieces[0] if pieces else array("Q")
-        return merged(pieces)
+        return pieces
 
 
-def merged(pieces: list[array], block: int = 0) -> array:
-    """Sorted arrays merged into one, at C speed in bounded memory: each round takes
-    from every piece what is at most the smallest last value of their next blocks
-    (so at least one block is used up) and sorts that (runs: timsort merges them)."""
-    block = block or max(1024, PIECE // max(len(pieces), 1))  # ~PIECE ints a round
-    out = array("Q")
-    pos = [0] * len(pieces)
-    while True:
-        live = [k for k, p in enumerate(pieces) if pos[k] < len(p)]
-        if not live:
-            return out
+def rounds(runs: list[array], block: int = 0) -> Iterator[list[int]]:
+    """The runs' values in ascending order, a sorted list at a time, at C speed with
+    about :data:`PIECE` values held at once: each round takes from every run what is
+    at most the smallest last value of their next blocks (so at least one block is used
+    up) and sorts that (runs: timsort merges them).  Equal values may fall in two
+    rounds when one run holds them across a block's end."""
+    block = block or max(1024, PIECE // max(len(runs), 1))
+    pos = [0] * len(runs)
+    live = [k for k, r in enumerate(runs) if r]
+    while live:
         if len(live) == 1:
             k = live[0]
-            out.extend(pieces[k][pos[k]:])
-            return out
-        cut = min(pieces[k][min(pos[k] + block, len(pieces[k])) - 1] for k in live)
+            r = runs[k]
+            for i in range(pos[k], len(r), PIECE):
+                yield list(r[i:i + PIECE])
+            return
+        cut = min(runs[k][min(pos[k] + block, len(runs[k])) - 1] for k in live)
         take: list[int] = []
         for k in live:
-            j = bisect.bisect_right(pieces[k], cut, pos[k], min(pos[k] + block, len(pieces[k])))
-            take += pieces[k][pos[k]:j]
+            r = runs[k]
+            j = bisect.bisect_right(r, cut, pos[k], min(pos[k] + block, len(r)))
+            take += r[pos[k]:j]
             pos[k] = j
         take.sort()
-        out.extend(take)
+        yield take
+        live = [k for k in live if pos[k] < len(runs[k])]
+
+
+def window(runs: list[array], lo: int, hi: int) -> Iterable[int]:
+    """The runs' values in ``[lo, hi)``, sorted (a slice when one run holds them)."""
+    parts = [r[bisect.bisect_left(r, lo):bisect.bisect_left(r, hi)] for r in runs]
+    parts = [p for p in parts if p]
+    if len(parts) <= 1:
+        return parts[0] if parts else array("Q")
+    return sorted(x for p in parts for x in p)

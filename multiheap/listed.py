@@ -7,10 +7,10 @@ import bisect
 import itertools
 import operator
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Optional
 
-from multiheap.compact import PIECE, SortedBuilder
+from multiheap.compact import PIECE, SortedBuilder, rounds, window
 
 _CODES = (None, "free", "fast", "tcache")  # a listed chunk's state by its code
 
@@ -18,8 +18,9 @@ _CODES = (None, "free", "fast", "tcache")  # a listed chunk's state by its code
 class Listed:
     """Every listed free chunk and its state, compact: sorted runs of ``addr | code``
     keys in arrays (8 bytes a chunk; a list entry is MALLOC_ALIGNMENT-aligned, so the
-    two low bits are free).  A chunk in several lists has the state of the last kind
-    added (tcache over fast over free), as ``dict.update`` in that order would."""
+    two low bits are free), left unmerged (a merge would hold a second copy).  A chunk
+    in several lists has the state of the highest code (tcache over fast over free),
+    as ``dict.update`` in that order would."""
 
     def __init__(self, lists: list[tuple[str, array, int]]) -> None:
         """``lists``: (state, chunks, the one size of them all or 0) of each list;
@@ -29,41 +30,61 @@ class Listed:
             code = _CODES.index(state)
             for lo in range(0, len(chunks), PIECE):
                 keys.extend(map(code.__or__, chunks[lo:lo + PIECE]))
-        r = keys.done()
-        self.runs: list[array] = [r] if r else []
-        self.entries = len(r)  # with repeats
-        self.unique = self._unique(r, lists)  # no chunk in two lists
+        self.runs: list[array] = keys.runs()
+        self.entries = sum(map(len, self.runs))  # with repeats
+        self.unique = self._unique(lists)  # no chunk in two lists
 
-    @staticmethod
-    def _unique(r: array, lists: list[tuple[str, array, int]]) -> bool:
+    def _unique(self, lists: list[tuple[str, array, int]]) -> bool:
         """Whether no address is in two lists.  Lists of one size share a chunk only
         with lists of that size (a chunk has one size word): of each such group only
-        the lists but the longest are looked up in ``r``; lists of mixed sizes are
-        looked up whole, unless they are long (then every key is compared)."""
+        the lists but the longest are looked up; lists of mixed sizes are looked up
+        whole, unless that would cost more than one pass over every key in order."""
         groups: dict[int, list[array]] = {}
         for _state, chunks, size in lists:
             groups.setdefault(size, []).append(chunks)
         mixed = groups.pop(0, [])
         look = [c for c in mixed] + [c for g in groups.values()
                                      for c in sorted(g, key=len)[:-1]]
-        if sum(map(len, look)) > len(r) // 8:
-            addr = (2).__rrshift__  # key >> 2, at C speed
-            return not any(map(operator.eq, map(addr, r),
-                               map(addr, itertools.islice(r, 1, None))))
+        if 3 * sum(map(len, look)) * len(self.runs) > self.entries:
+            return not self.repeated(first=True)
         for chunks in look:
             for a in chunks:
-                i = bisect.bisect_left(r, a)
-                if i + 1 < len(r) and r[i + 1] >> 2 == a >> 2:
+                if self._times(a) > 1:
                     return False
         return True
 
+    def _times(self, addr: int) -> int:
+        """How many keys the runs hold for ``addr`` (codes 0-3: below ``addr | 4``)."""
+        return sum(bisect.bisect_left(r, addr | 4) - bisect.bisect_left(r, addr)
+                   for r in self.runs)
+
+    def repeated(self, first: bool = False) -> set[int]:
+        """The addresses listed more than once (all, or the ``first`` one found): one
+        pass over the keys in order (:func:`~multiheap.compact.rounds`)."""
+        out: set[int] = set()
+        addr = (2).__rrshift__  # key >> 2, at C speed
+        prev = -1
+        for vals in rounds(self.runs):
+            if not vals:
+                continue
+            if vals[0] >> 2 == prev >> 2 and prev >= 0:
+                out.add(vals[0] & ~3)
+            same = list(map(operator.eq, map(addr, vals),
+                            map(addr, itertools.islice(vals, 1, None))))
+            if any(same):
+                out.update(vals[i + 1] & ~3 for i in itertools.compress(range(len(same)), same))
+            if out and first:
+                return out
+            prev = vals[-1]
+        return out
+
     def get(self, addr: int) -> Optional[str]:
-        found = None
+        best = 0
         for r in self.runs:
             i = bisect.bisect_right(r, addr | 3) - 1
-            if i >= 0 and r[i] & ~3 == addr:
-                found = _CODES[r[i] & 3]
-        return found
+            if i >= 0 and r[i] & ~3 == addr and r[i] & 3 > best:
+                best = r[i] & 3
+        return _CODES[best]
 
     def __contains__(self, addr: int) -> bool:
         return self.get(addr) is not None
@@ -71,15 +92,15 @@ class Listed:
     def __len__(self) -> int:
         return len(self.between(0, 1 << 64))
 
+    def keys(self, lo: int, hi: int) -> Iterable[int]:
+        """The ``addr | code`` keys of the chunks in [lo, hi), sorted."""
+        return window(self.runs, lo, hi)
+
     def between(self, lo: int, hi: int) -> dict[int, str]:
-        """{addr: state} of the listed chunks in [lo, hi)."""
-        out: dict[int, str] = {}
+        """{addr: state} of the listed chunks in [lo, hi) (keys ascend: the highest
+        code of an address is set last)."""
         codes = _CODES
-        for r in self.runs:
-            i, j = bisect.bisect_left(r, lo), bisect.bisect_left(r, hi)
-            if i < j:
-                out.update({k & ~3: codes[k & 3] for k in r[i:j]})
-        return out
+        return {k & ~3: codes[k & 3] for k in self.keys(lo, hi)}
 
     def items(self) -> Iterator[tuple[int, str]]:
         return iter(self.between(0, 1 << 64).items())

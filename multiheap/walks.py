@@ -425,9 +425,8 @@ class ChunkWalks:
                     mark[w] = 1
                 # a listed address that is no chunk start lies inside another chunk,
                 # which keeps its state (list entries are aligned, as chunk starts are)
-                if index.unique:  # the keys themselves: addr | state code
-                    r = index.runs[0] if index.runs else array("Q")
-                    keys = r[bisect.bisect_left(r, base):bisect.bisect_left(r, hi)]
+                keys = index.keys(base, hi)  # addr | state code, sorted
+                if index.unique:
                     real = [k for k in keys if mark[(k - base) >> shift]]
                     for code, st in ((1, "free"), (2, "fast"), (3, "tcache")):
                         ws = [(k - base) >> shift for k in real if k & 3 == code]
@@ -440,7 +439,8 @@ class ChunkWalks:
                             out[st][0] += 1
                             out[st][1] += words[w + 1] & ~SIZE_BITS
                 # a marked chunk is a chunk start: it is an orphan unless a list holds it
-                orphans = [w for w in win.marked if base + w * sz not in index]
+                here = {k & ~3 for k in keys}
+                orphans = [w for w in win.marked if base + w * sz not in here]
                 out["orphan"][0] += len(orphans)
                 out["orphan"][1] += sum([words[w + 1] & ~SIZE_BITS for w in orphans])
             if ix.stop is not None:

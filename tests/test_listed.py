@@ -8,22 +8,29 @@ from array import array
 
 import pytest
 
-from multiheap.compact import SortedBuilder, merged
+from multiheap import compact
+from multiheap.compact import SortedBuilder, rounds, window
 from multiheap.heaptypes import SameSize
 from multiheap.listed import Listed
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_merged_is_sorted_concatenation(seed):
+def test_rounds_are_the_sorted_concatenation(seed):
     rnd = random.Random(seed)
     pieces = [array("Q", sorted(rnd.randrange(5000) for _ in range(rnd.randrange(0, 300))))
               for _ in range(rnd.randrange(1, 8))]
+    want = sorted(x for p in pieces for x in p)
     for block in (0, 1, 3, 64):
-        assert list(merged(pieces, block)) == sorted(x for p in pieces for x in p)
+        got = list(rounds(pieces, block))
+        assert [x for r in got for x in r] == want
+        assert all(r == sorted(r) for r in got)
     b = SortedBuilder()
     for p in pieces:
         b.extend(reversed(p))
-    assert list(b.done()) == sorted(x for p in pieces for x in p)
+    runs = b.runs()
+    assert sorted(x for r in runs for x in r) == want and all(list(r) == sorted(r) for r in runs)
+    for lo, hi in ((0, 5000), (100, 101), (2500, 2600), (4999, 10 ** 6)):
+        assert list(window(pieces, lo, hi)) == [x for x in want if lo <= x < hi]
 
 
 def _lists(rnd: random.Random, share: bool):
@@ -44,8 +51,10 @@ def _lists(rnd: random.Random, share: bool):
     return out
 
 
+@pytest.mark.parametrize("piece", [1 << 18, 7])  # one sorted run; many overlapping ones
 @pytest.mark.parametrize("seed", range(40))
-def test_listed_matches_a_dict(seed):
+def test_listed_matches_a_dict(seed, piece, monkeypatch):
+    monkeypatch.setattr(compact, "PIECE", piece)
     rnd = random.Random(seed)
     lists = _lists(rnd, share=seed % 2 == 0)
     truth: dict[int, str] = {}
@@ -58,9 +67,18 @@ def test_listed_matches_a_dict(seed):
     index = Listed(lists)
     total = sum(len(c) for _s, c, _z in lists)
     assert index.unique == (len(truth) == total)
+    seen: dict[int, int] = {}
+    for _state, chunks, _size in lists:
+        for c in chunks:
+            seen[c] = seen.get(c, 0) + 1
+    assert index.repeated() == {c for c, n in seen.items() if n > 1}
     assert dict(index.items()) == truth
     for a in range(0xff0, 0x9010, 0x10):
         assert index.get(a) == truth.get(a)
+    assert index.between(0x3000, 0x5000) == {a: s for a, s in truth.items()
+                                             if 0x3000 <= a < 0x5000}
+    if piece < 100:
+        assert len(index.runs) > 1 or index.entries <= piece
 
 
 def test_samesize_behaves_as_its_array():

@@ -9,8 +9,8 @@ notice.  No rule here flags a heap glibc itself could have produced.
 from __future__ import annotations
 
 import bisect
-import itertools
 from array import array
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -230,8 +230,7 @@ class Checker:
         listed = self.h.lists.free_index()
         if listed.unique:
             return
-        r = listed.runs[0]
-        dup = {b & ~3 for a, b in itertools.pairwise(r) if a >> 2 == b >> 2}
+        dup = listed.repeated()
         first: dict[int, str] = {}
         for label, chunks in self.lists:
             for c in [c for c in chunks if c in dup]:
@@ -454,19 +453,28 @@ class Checker:
         """Chunks marked free must be in exactly one bin, and bin chunks marked free."""
         self.two_lists()
         listed = self.h.lists.free_index()
-        for c in self.marked_free:
-            st = listed.get(c)
+        for c, st in self._listed_states(listed, self.marked_free):
             if st is None:
                 self._unlisted(c)
             elif st in ("tcache", "fast"):
                 self.add("state", ERROR, c, [],
                          f"{c:#x} is in {self.label_of(c)} but the next chunk's PREV_INUSE "
                          "says it is free: freeing that chunk would merge this one")
-        for c in self.no_a:
-            if listed.get(c) != "free":  # not in an arena's bin
+        for c, st in self._listed_states(listed, self.no_a):
+            if st != "free":  # not in an arena's bin
                 self.add("flags", WARNING, c, [],
                          f"chunk {c:#x} of a non-main arena lacks NON_MAIN_ARENA: free() "
                          "would give it to main_arena")
+
+    @staticmethod
+    def _listed_states(listed, chunks) -> Iterator[tuple[int, Optional[str]]]:
+        """(chunk, its list state or None) for many chunks: looked up a sorted block
+        at a time (one range of the index each, not one search per chunk)."""
+        for lo in range(0, len(chunks), 65536):
+            part = sorted(chunks[lo:lo + 65536])
+            here = listed.between(part[0], part[-1] + 4)  # keys: addr | code (0-3)
+            for c in part:
+                yield c, here.get(c)
 
     def _unlisted(self, c: int) -> None:
         w = self.words(c, 4)
