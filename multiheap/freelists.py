@@ -8,6 +8,7 @@ bounded (cycles, misaligned links, sizes that do not belong, a step limit).
 from __future__ import annotations
 
 import itertools
+import sys
 from array import array
 from collections.abc import Iterator, Sequence
 from typing import Any, Generator, Optional, Union
@@ -41,6 +42,7 @@ class FreeLists:
                  arenas: ArenaView) -> None:
         self.mem, self.p, self.sz = mem, params, params.ptr_size
         self.two = word_struct(self.sz, endian, 2)
+        self.native = endian == sys.byteorder  # words readable in place (memoryview.cast)
         self.L_state, self.L_tcache = state, tcache
         self.threads = threads
         self.model = arenas
@@ -195,6 +197,19 @@ class FreeLists:
         lim = hi - lo - link - sz  # the last offset whose link word is in the block
         keep = ~SIZE_BITS
         n0 = len(chunks)
+        if self.native and not lo % sz and protect:  # the words themselves: no unpacking
+            words = memoryview(buf)[:len(buf) - len(buf) % sz].cast("Q" if sz == 8 else "I")
+            shift = sz.bit_length() - 1
+            for _ in range(most):
+                o = p - lo
+                if p == end or p == tortoise or (p + link) & mask or o < 0 or o > lim:
+                    break
+                w = o >> shift
+                if words[w + 1] & keep != exact:
+                    break
+                add(p)
+                p = words[w + 2] ^ ((p + link) >> 12)
+            return p, len(chunks) - n0
         for _ in range(most):
             o = p - lo
             if p == end or p == tortoise or (p + link) & mask or o < 0 or o > lim:
