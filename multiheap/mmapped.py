@@ -176,6 +176,19 @@ class MmappedChunks:
         """The mmapped chunks' mappings, in bytes (what ``mp_.mmapped_mem`` counts)."""
         return sum(self.p.mmap_span(off, s)[1] for _a, s, off in self.chunks())
 
+    def remap_drift(self) -> int:
+        """How many times ``mp_.mmapped_mem`` overcounts by a chunk header, when that
+        alone explains the difference (else 0): glibc 2.43's mremap_chunk adds
+        ``new_size - size - offset`` with ``size`` the chunk's size, not its mapping's
+        (CHUNK_HDR_SZ more), so every realloc that remaps a mmapped chunk leaves
+        2 * SIZE_SZ bytes too many, even after the chunk is freed."""
+        if not self.p.tcache_takes_mmapped:  # the 2.43 layout
+            return 0
+        hdr, extra = 2 * self.sz, self._mp()["mmapped_mem"] - self.total()
+        if len(self.chunks()) != self._mp()["n_mmaps"] or extra <= 0 or extra % hdr:
+            return 0
+        return extra // hdr
+
     def note(self) -> Optional[str]:
         """Why the mmapped chunks found differ from mp_'s count and bytes, or None."""
         chunks = self.chunks()
@@ -183,7 +196,12 @@ class MmappedChunks:
         want_n, want_b = self._mp()["n_mmaps"], self._mp()["mmapped_mem"]
         if (n, total) == (want_n, want_b):
             return None
+        k = self.remap_drift()
+        if k:
+            return (f"mp_.mmapped_mem is {want_b:#x}, {want_b - total:#x} bytes more than "
+                    f"the {n} mmapped chunks' mappings ({total:#x}): glibc 2.43's "
+                    f"mremap_chunk counts {2 * self.sz} bytes too many each time realloc "
+                    f"remaps a mmapped chunk ({k} times here); the chunks are all found")
         return (f"found {n} mmapped chunks ({total:#x} bytes) but mp_ counts {want_n} "
                 f"({want_b:#x} bytes): a chunk's header may be damaged or its memory "
                 "missing (a core without it), or mp_ is stale")
-
