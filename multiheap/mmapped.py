@@ -182,7 +182,7 @@ class MmappedChunks:
         ``new_size - size - offset`` with ``size`` the chunk's size, not its mapping's
         (CHUNK_HDR_SZ more), so every realloc that remaps a mmapped chunk leaves
         2 * SIZE_SZ bytes too many, even after the chunk is freed."""
-        if not self.p.tcache_takes_mmapped:  # the 2.43 layout
+        if self.p.version < (2, 43):
             return 0
         hdr, extra = 2 * self.sz, self._mp()["mmapped_mem"] - self.total()
         if len(self.chunks()) != self._mp()["n_mmaps"] or extra <= 0 or extra % hdr:
