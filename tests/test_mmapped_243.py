@@ -3,8 +3,8 @@
 2.43 gave them a normal chunk's layout, and two behaviours follow that a heap tool must
 not call corruption.  free() gives a mmapped chunk to the tcache (a large bin, when the
 tcache_max tunable lets it) instead of unmapping it: a tcache entry outside every heap
-(tests/programs/mm_tcache.c: ptcheck says nothing, ptlist --mmapped says which one the
-tcache holds, and pttry's prediction for the second free is what glibc then does, seen
+(tests/programs/mm_tcache.c: ptcheck says nothing, ptlist --mmapped and ptfind say which
+one the tcache holds, and pttry's prediction for the second free is what glibc then does, seen
 at the program's second stop).  And mremap_chunk overcounts ``mp_.mmapped_mem`` by a
 chunk header per remap (tests/programs/mm_remap.c reports glibc's own figure): ptstats'
 note says so instead of suspecting a damaged header.
@@ -60,7 +60,9 @@ def _run(program: str, stops: int, extra: str = "", env: dict | None = None):
 @pytest.fixture(scope="module")
 def tcached():
     return _run("mm_tcache", 2, "r['try'] = json.loads(gdb.execute("
-                "'pttry free %#x --json' % t['b'], to_string=True))",
+                "'pttry free %#x --json' % t['b'], to_string=True))\n"
+                "r['find'] = json.loads(gdb.execute("
+                "'ptfind %#x --json' % (t['a'] + 100), to_string=True))",
                 {"GLIBC_TUNABLES": "glibc.malloc.tcache_max=1000000"})
 
 
@@ -77,6 +79,8 @@ def test_a_tcached_mmapped_chunk_is_no_finding(tcached):
     tcached = {c["mem"]: b["index"] for t in first["pttcache --json"]["tcaches"]
                for b in t["bins"] for c in b["chunks"]}
     assert tcached.get(truth["a"]) == 71 and truth["b"] not in tcached  # 0x30ff0: large
+    found = first["find"]  # ptfind in the freed mapping: the chunk, and its state
+    assert (found["addr"] + 16, found["state"], found["offset"]) == (truth["a"], "tcache", 100)
 
 
 def test_pttry_free_predicts_the_tcache(tcached):

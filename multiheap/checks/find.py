@@ -41,7 +41,8 @@ def find_chunk(heap, addr: int) -> Optional[Found]:
         return Found(hit, c.size, heap.lists.chunk_state(c), arena.addr, addr - c.mem)
     for a, size, off in heap.mmapped.chunks():
         if a - off <= addr < a - off + heap.p.mmap_span(off, size)[1]:
-            return Found(a, size, "mmapped", None, addr - (a + 2 * heap.sz))
+            state = heap.lists.chunk_state(heap.chunk(a))  # 2.43: "tcache" when freed
+            return Found(a, size, state, None, addr - (a + 2 * heap.sz))
     return None
 
 
