@@ -145,32 +145,41 @@ class MmappedChunks:
         self._found = out
         return out
 
-    def _page_candidates(self, lo: int, hi: int,
-                         found: dict[int, tuple[int, int, int]]) -> Iterator[int]:
-        """Page starts in [lo, hi) outside the chunks found so far whose first words
-        could begin a mmapped chunk (read in 1 MiB pieces, not kept in the cache)."""
+    def headers(self, lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
+        """(addr, size, offset) at each page start + k in [lo, hi) (k below the malloc
+        alignment) whose words read as a mmapped chunk's header: IS_MMAPPED alone in
+        the flags, an offset of k.  Read in 1 MiB pieces (a piece's readable prefix),
+        not kept in the cache."""
         page, piece, sz = 0x1000, 1 << 20, self.sz
         a = (lo + page - 1) & ~(page - 1)
         while a < hi:
-            n = min(piece, hi - a)
             try:
-                buf = self.target.read(a, n)
+                buf = self.mem.fetch(a, min(a + piece, hi))
             except TargetMemoryError:
-                a += n
+                a += page
                 continue
+            n = len(buf)
             for off in range(0, n - 2 * sz + 1, page):
-                base = a + off
-                if any(b <= base < b + self.p.mmap_span(h[2], h[1])[1]
-                       for b, h in found.items()):
-                    continue
-                for k in range(0, self.p.malloc_alignment, sz):
-                    prev, sf = self.two.unpack_from(buf, off + k) if off + k + 2 * sz <= n \
-                        else (None, 0)
-                    if prev is not None and self.p.mmap_span(prev, 0)[0] == k \
-                            and (sf & SIZE_BITS) == IS_MMAPPED:
-                        yield base
-                        break
-            a += n
+                for k in range(0, min(self.p.malloc_alignment, n - off - 2 * sz + 1), sz):
+                    prev, sf = self.two.unpack_from(buf, off + k)
+                    if (sf & SIZE_BITS) == IS_MMAPPED:
+                        size = sf & ~SIZE_BITS
+                        if self.p.mmap_span(prev, size)[0] == k:
+                            yield a + off + k, size, k
+            a += n  # a prefix ends on a page: the unreadable page is skipped next
+
+    def _page_candidates(self, lo: int, hi: int,
+                         found: dict[int, tuple[int, int, int]]) -> Iterator[int]:
+        """Page starts in [lo, hi) outside the chunks found so far whose first words
+        could begin a mmapped chunk."""
+        last = None
+        for addr, _size, _off in self.headers(lo, hi):
+            base = addr & ~0xfff
+            if base == last or any(b <= base < b + self.p.mmap_span(h[2], h[1])[1]
+                                   for b, h in found.items()):
+                continue
+            last = base
+            yield base
 
     def total(self) -> int:
         """The mmapped chunks' mappings, in bytes (what ``mp_.mmapped_mem`` counts)."""

@@ -499,25 +499,15 @@ class Checker:
         if (n, total) == (want_n, want_b) or h.mmapped.remap_drift():
             return  # every chunk found (2.43 overcounts remaps: a note says so)
         found = {a for a, _s, _p in chunks}
-        named = False
         for lo, hi in h.mmapped.anon_spans():
-            a = (lo + 0xfff) & ~0xfff
-            while a < hi:
-                for k in range(0, self.p.malloc_alignment, self.sz):
-                    w = self.words(a + k, 2)
-                    if w is None or (w[1] & SIZE_BITS) != IS_MMAPPED or (a + k) in found:
-                        continue
-                    size = w[1] & ~SIZE_BITS
-                    off, length = self.p.mmap_span(w[0], size)
-                    if off == k and size and a + length > hi:
-                        named = True
-                        self.add("mmapped-size", ERROR, a + k, [hi],
-                                 f"mmapped chunk {a + k:#x} has size {size:#x}: it runs past "
-                                 f"its mapping's end {hi:#x}", None)
-                a += 0x1000
+            for addr, size, off in h.mmapped.headers(lo, hi):
+                if addr not in found and size and \
+                        addr - off + self.p.mmap_span(off, size)[1] > hi:
+                    self.add("mmapped-size", ERROR, addr, [hi],
+                             f"mmapped chunk {addr:#x} has size {size:#x}: it runs past "
+                             f"its mapping's end {hi:#x}", None)
         # A count that differs with no header to blame is the search's limit, not a
-        # finding: ptcheck shows it as a note (mmapped_note), as ptstats does.
-        del named
+        # finding: ptcheck shows it as a note (mmapped.note), as ptstats does.
 
     def params(self) -> None:
         mp = self.h.mp
