@@ -4,6 +4,7 @@ runs (8 bytes each), never as a Python list of them all, and never merged into a
 from __future__ import annotations
 
 import bisect
+import itertools
 from array import array
 from collections.abc import Iterable, Iterator
 
@@ -67,4 +68,4 @@ def window(runs: list[array], lo: int, hi: int) -> Iterable[int]:
     parts = [p for p in parts if p]
     if len(parts) <= 1:
         return parts[0] if parts else array("Q")
-    return sorted(x for p in parts for x in p)
+    return sorted(itertools.chain.from_iterable(parts))

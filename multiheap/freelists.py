@@ -197,7 +197,7 @@ class FreeLists:
         lim = hi - lo - link - sz  # the last offset whose link word is in the block
         keep = ~SIZE_BITS
         n0 = len(chunks)
-        if self.native and not lo % sz and protect:  # the words themselves: no unpacking
+        if self.native and not lo % sz:  # the words themselves: no unpacking
             words = memoryview(buf)[:len(buf) - len(buf) % sz].cast("Q" if sz == 8 else "I")
             shift = sz.bit_length() - 1
             for _ in range(most):
@@ -208,7 +208,7 @@ class FreeLists:
                 if words[w + 1] & keep != exact:
                     break
                 add(p)
-                p = words[w + 2] ^ ((p + link) >> 12)
+                p = words[w + 2] ^ ((p + link) >> 12) if protect else words[w + 2]
             return p, len(chunks) - n0
         for _ in range(most):
             o = p - lo

@@ -97,10 +97,14 @@ class Listed:
         return window(self.runs, lo, hi)
 
     def between(self, lo: int, hi: int) -> dict[int, str]:
-        """{addr: state} of the listed chunks in [lo, hi) (keys ascend: the highest
-        code of an address is set last)."""
+        """{addr: state} of the listed chunks in [lo, hi)."""
+        return self.states(self.keys(lo, hi))
+
+    @staticmethod
+    def states(keys: Iterable[int]) -> dict[int, str]:
+        """{addr: state} of sorted keys (the highest code of an address comes last)."""
         codes = _CODES
-        return {k & ~3: codes[k & 3] for k in self.keys(lo, hi)}
+        return {k & ~3: codes[k & 3] for k in keys}
 
     def items(self) -> Iterator[tuple[int, str]]:
         return iter(self.between(0, 1 << 64).items())

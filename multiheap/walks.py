@@ -433,13 +433,13 @@ class ChunkWalks:
                         out[st][0] += len(ws)
                         out[st][1] += sum([words[w + 1] & ~SIZE_BITS for w in ws])
                 else:
-                    for a, st in index.between(base, hi).items():
+                    for a, st in index.states(keys).items():
                         w = (a - base) >> shift
                         if mark[w] if w < len(mark) else False:
                             out[st][0] += 1
                             out[st][1] += words[w + 1] & ~SIZE_BITS
                 # a marked chunk is a chunk start: it is an orphan unless a list holds it
-                here = {k & ~3 for k in keys}
+                here = {k & ~3 for k in keys} if win.marked else ()
                 orphans = [w for w in win.marked if base + w * sz not in here]
                 out["orphan"][0] += len(orphans)
                 out["orphan"][1] += sum([words[w + 1] & ~SIZE_BITS for w in orphans])
