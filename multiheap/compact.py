@@ -7,34 +7,44 @@ import bisect
 import itertools
 from array import array
 from collections.abc import Iterable, Iterator
+from typing import Optional, Union
 
+from multiheap.spill import SpillArray, SpillFile
+
+Run = Union[array, SpillArray]  # a sorted run, in memory or in the spill file
 PIECE = 1 << 18  # values sorted at a time (their temporary list: ~10 MB)
 
 
 class SortedBuilder:
-    """Collects unsigned ints in sorted pieces of at most :data:`PIECE` values."""
+    """Collects unsigned ints in sorted pieces of at most :data:`PIECE` values; given
+    a spill file, the pieces are kept there (:class:`~multiheap.spill.SpillArray`)."""
 
-    def __init__(self) -> None:
-        self.pieces: list[array] = []
+    def __init__(self, spill: Optional[SpillFile] = None) -> None:
+        self.pieces: list[Run] = []
         self._pending: list[int] = []
+        self.spill = spill
+
+    def _piece(self, values: list[int]) -> Run:
+        run = array("Q", values)
+        return SpillArray(self.spill, run).compact() if self.spill is not None else run
 
     def extend(self, values: Iterable[int]) -> None:
         pending = self._pending
         pending.extend(values)
         while len(pending) >= PIECE:
-            self.pieces.append(array("Q", sorted(pending[:PIECE])))
+            self.pieces.append(self._piece(sorted(pending[:PIECE])))
             del pending[:PIECE]
 
-    def runs(self) -> list[array]:
+    def runs(self) -> list[Run]:
         """The sorted runs (their value ranges may overlap); the builder is emptied."""
         if self._pending:
-            self.pieces.append(array("Q", sorted(self._pending)))
+            self.pieces.append(self._piece(sorted(self._pending)))
             self._pending = []
         pieces, self.pieces = self.pieces, []
         return pieces
 
 
-def rounds(runs: list[array], block: int = 0) -> Iterator[list[int]]:
+def rounds(runs: list[Run], block: int = 0) -> Iterator[list[int]]:
     """The runs' values in ascending order, a sorted list at a time, at C speed with
     about :data:`PIECE` values held at once: each round takes from every run what is
     at most the smallest last value of their next blocks (so at least one block is used
@@ -62,7 +72,7 @@ def rounds(runs: list[array], block: int = 0) -> Iterator[list[int]]:
         live = [k for k in live if pos[k] < len(runs[k])]
 
 
-def window(runs: list[array], lo: int, hi: int) -> Iterable[int]:
+def window(runs: list[Run], lo: int, hi: int) -> Iterable[int]:
     """The runs' values in ``[lo, hi)``, sorted (a slice when one run holds them)."""
     parts = [r[bisect.bisect_left(r, lo):bisect.bisect_left(r, hi)] for r in runs]
     parts = [p for p in parts if p]

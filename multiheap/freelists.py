@@ -31,6 +31,7 @@ from multiheap.heaptypes import (
 from multiheap.layouts import Layout, Params
 from multiheap.listed import Listed
 from multiheap.memory import CACHE_BYTES, Memory
+from multiheap.spill import BLOCK, SpillArray, SpillFile
 from multiheap.target import word_struct
 
 
@@ -55,6 +56,7 @@ class FreeLists:
         self._tcaches: Optional[list[Tcache]] = None
         self._tc_struct: dict[int, Optional[dict]] = {}
         self._preloaded = False
+        self.spill = SpillFile()  # where long lists keep their entries (flat memory)
 
     def preload(self) -> None:
         """Read each heap segment in one request, before lists are walked, when the
@@ -111,6 +113,21 @@ class FreeLists:
     def _list_steps(self, fl: FreeList, first: int, end: int, protect: bool = False,
                     ptr_bias: int = 0, index_of=None,
                     exact: int = 0) -> Generator[int, Any, None]:
+        """:meth:`_steps`, the list's entries (and sizes) gathered in spill arrays: a
+        list longer than :data:`~multiheap.spill.BLOCK` keeps them in the spill file,
+        a shorter one ends with plain arrays."""
+        fl.chunks = SpillArray(self.spill)
+        if not isinstance(fl.sizes, SameSize):
+            fl.sizes = SpillArray(self.spill)
+        try:
+            yield from self._steps(fl, first, end, protect, ptr_bias, index_of, exact)
+        finally:
+            fl.chunks = fl.chunks.compact()
+            if isinstance(fl.sizes, SpillArray):
+                fl.sizes = fl.sizes.compact()
+
+    def _steps(self, fl: FreeList, first: int, end: int, protect: bool,
+               ptr_bias: int, index_of, exact: int) -> Generator[int, Any, None]:
         """Follow the links of one free list from chunk ``first`` until ``end``;
         yields an address whose block it needs (and is sent that block, or None).
 
@@ -128,7 +145,8 @@ class FreeLists:
         mask = self.p.align_mask
         unpack = self.two.unpack_from
         chunks = fl.chunks
-        chunk, size_of = chunks.append, fl.sizes.append
+        tail = chunks.tail  # the in-memory part, appended to in place
+        chunk, size_of = tail.append, fl.sizes.append
         want = fl.index
         blk = self.mem.block(first)
         lo, hi, buf = blk if blk is not None else (0, 0, b"")
@@ -136,8 +154,9 @@ class FreeLists:
         tortoise, power, left = -1, 1, 1
         while p != end:
             if exact and not ptr_bias and left > 1:
-                p, n = self._plain_steps(chunks, buf, lo, hi, p, end, tortoise, left - 1,
-                                         exact, protect)
+                p, n = self._plain_steps(tail, buf, lo, hi, p, end, tortoise,
+                                         min(left - 1, BLOCK), exact, protect)
+                chunks.settle()
                 if n:
                     if isinstance(fl.sizes, SameSize):
                         fl.sizes.n += n
@@ -166,6 +185,8 @@ class FreeLists:
                                   f"bin {want}" + (f" (size {exact:#x})" if exact else ""))
                 return
             chunk(p)
+            if len(tail) >= BLOCK:
+                chunks.settle()
             size_of(size)
             left -= 1
             if not left:
@@ -436,11 +457,11 @@ class FreeLists:
         """Chunk address -> "tcache" / "fast" / "free" for every listed free chunk."""
         if self._free_index is not None:
             return self._free_index
-        lists: list[tuple[str, array, int]] = []
+        lists: list[tuple[str, Sequence[int], int]] = []
         for state, fls in self._all_lists():
             lists += [(state, fl.chunks, fl.sizes.size if isinstance(fl.sizes, SameSize)
                        else 0) for fl in fls if fl.chunks]
-        self._free_index = Listed(lists)
+        self._free_index = Listed(lists, self.spill)
         return self._free_index
 
     def _all_lists(self) -> Iterator[tuple[str, list[FreeList]]]:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, Union
 
+from multiheap.spill import SpillArray
 from multiheap.target import Thread
 
 PREV_INUSE, IS_MMAPPED, NON_MAIN_ARENA = 1, 2, 4
@@ -133,8 +134,9 @@ class FreeList:
 
     kind: str  # unsorted / small / large / fast / tcache
     index: int
-    chunks: array = field(default_factory=lambda: array("Q"))  # chunk addresses, compact
-    sizes: Union[array, SameSize] = field(default_factory=lambda: array("Q"))
+    # chunk addresses and sizes, compact (a long list's in the spill file)
+    chunks: Union[array, SpillArray] = field(default_factory=lambda: array("Q"))
+    sizes: Union[array, SpillArray, SameSize] = field(default_factory=lambda: array("Q"))
     stop: Optional[Stop] = None
     count_field: Optional[int] = None  # tcache counts/num_slots as stored
 

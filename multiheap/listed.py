@@ -6,11 +6,11 @@ from __future__ import annotations
 import bisect
 import itertools
 import operator
-from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Optional
 
-from multiheap.compact import PIECE, SortedBuilder, rounds, window
+from multiheap.compact import PIECE, Run, SortedBuilder, rounds, window
+from multiheap.spill import SpillArray, SpillFile
 
 _CODES = (None, "free", "fast", "tcache")  # a listed chunk's state by its code
 
@@ -22,24 +22,29 @@ class Listed:
     in several lists has the state of the highest code (tcache over fast over free),
     as ``dict.update`` in that order would."""
 
-    def __init__(self, lists: list[tuple[str, array, int]]) -> None:
+    def __init__(self, lists: list[tuple[str, Sequence[int], int]],
+                 spill: Optional[SpillFile] = None) -> None:
         """``lists``: (state, chunks, the one size of them all or 0) of each list;
-        a list has no chunk twice (a walk stops at a cycle)."""
-        keys = SortedBuilder()
+        a list has no chunk twice (a walk stops at a cycle).  Given a ``spill`` file,
+        full runs are kept there, not in memory."""
+        keys = SortedBuilder(spill)
         for state, chunks, _size in lists:
             code = _CODES.index(state)
             for lo in range(0, len(chunks), PIECE):
                 keys.extend(map(code.__or__, chunks[lo:lo + PIECE]))
-        self.runs: list[array] = keys.runs()
+        self.runs: list[Run] = keys.runs()
         self.entries = sum(map(len, self.runs))  # with repeats
         self.unique = self._unique(lists)  # no chunk in two lists
 
-    def _unique(self, lists: list[tuple[str, array, int]]) -> bool:
+    def _unique(self, lists: list[tuple[str, Sequence[int], int]]) -> bool:
         """Whether no address is in two lists.  Lists of one size share a chunk only
         with lists of that size (a chunk has one size word): of each such group only
         the lists but the longest are looked up; lists of mixed sizes are looked up
-        whole, unless that would cost more than one pass over every key in order."""
-        groups: dict[int, list[array]] = {}
+        whole, unless that would cost more than one pass over every key in order (or
+        the runs are in the spill file, where a pass in order is the cheap way)."""
+        if any(isinstance(r, SpillArray) for r in self.runs):
+            return not self.repeated(first=True)
+        groups: dict[int, list[Sequence[int]]] = {}
         for _state, chunks, size in lists:
             groups.setdefault(size, []).append(chunks)
         mixed = groups.pop(0, [])

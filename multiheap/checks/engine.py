@@ -17,6 +17,7 @@ from typing import Optional
 from multiheap.checks.glibcmsg import glibc as gmsg
 from multiheap.errors import TargetMemoryError
 from multiheap.heaptypes import IS_MMAPPED, NON_MAIN_ARENA, PREV_INUSE, SIZE_BITS, Arena, FreeList
+from multiheap.spill import SpillArray
 from multiheap.walks import ChunkIndex
 
 ERROR, WARNING = "error", "warning"
@@ -46,7 +47,6 @@ class _Seg:
     lo: int
     hi: int  # the walk covered [lo, hi)
     index: ChunkIndex
-    starts: array  # the free-list entries of the segment found to be chunk starts, sorted
 
 
 class Checker:
@@ -59,7 +59,8 @@ class Checker:
         self.p = heap.p
         self.found: list[Finding] = []
         self.segs: list[_Seg] = []
-        self.marked_free = array("Q")  # chunks whose successor's PREV_INUSE is clear
+        # chunks whose successor's PREV_INUSE is clear (a huge heap's in the spill file)
+        self.marked_free = SpillArray(heap.lists.spill)
         self.inside: dict[int, int] = {}  # a list entry inside a chunk -> that chunk
         self.lists: list[tuple[str, array]] = []  # each checked list: label, chunks
         self.no_a: list[int] = []  # non-main arena chunks without NON_MAIN_ARENA
@@ -100,19 +101,22 @@ class Checker:
                 return s
         return None
 
-    def containing(self, s: _Seg, addr: int) -> int:
-        i = bisect.bisect_left(s.starts, addr)
-        if i < len(s.starts) and s.starts[i] == addr:  # checked during the walk
-            return addr
+    def containing(self, s: _Seg, addr: int, listed: bool = False) -> int:
+        """The chunk holding ``addr`` in a walked run.  The walk sorted every list
+        entry of the run below top: inside a chunk (``inside``) or a chunk start."""
         found = self.inside.get(addr)
+        if found is None and listed and (s.index.top is None or addr < s.index.top):
+            return addr
         if found is None:
             found = s.index.holding(addr)
         return found if found is not None else s.lo
 
-    def place(self, addr: int, arena: Optional[Arena]) -> Optional[tuple[str, Optional[int], str]]:
+    def place(self, addr: int, arena: Optional[Arena],
+              listed: bool = False) -> Optional[tuple[str, Optional[int], str]]:
         """Where a free-list entry lies if not on a chunk boundary of ``arena``'s heaps
         (any arena's if None): (kind, chunk it lies in, words), or None when it is fine
-        or cannot be told (beyond where a walk stopped)."""
+        or cannot be told (beyond where a walk stopped).  ``listed``: ``addr`` is an
+        entry of a walked list (the chunk walk placed it already)."""
         s = self.seg_of(addr)
         if s is None:
             found = self.h.segment_of(addr)
@@ -123,7 +127,7 @@ class Checker:
                 return None  # a tcache entry (arena None): 2.43 keeps mmapped chunks there
             return ("outside-heap", None,
                     f"outside every heap (in {self.region_name(addr)})")
-        c = self.containing(s, addr)
+        c = self.containing(s, addr, listed)
         if c != addr:
             return ("inside-chunk", c, f"inside the chunk at {c:#x}, not on a chunk boundary")
         if arena is not None and s.arena.addr != arena.addr:
@@ -164,17 +168,21 @@ class Checker:
         marked = self.marked_free
         flags = IS_MMAPPED | NON_MAIN_ARENA
         ix = ChunkIndex(seg.start, sz)
-        listed, ok = h.lists.free_index(), array("Q")
+        listed = h.lists.free_index()
         for win in h.walks.chunk_windows(a, seg, into=ix):  # streamed: a window at a time
             words, base, starts = win.words, win.base, win.starts
-            if starts:  # each list entry here: a chunk start, or inside which chunk
-                on = set(starts)
-                for e in sorted(listed.between(base, base + (starts[-1] + 1) * sz)):
+            if starts:  # each list entry up to the window's last chunk's end: a chunk
+                # start, or inside which chunk (the next window begins at that end)
+                last = starts[-1]
+                end = base + last * sz + (words[last + 1] & ~SIZE_BITS)
+                on = None
+                for e in sorted(listed.between(base, end)):
                     w = (e - base) // sz
-                    if w in on and not (e - base) % sz:
-                        ok.append(e)
-                    else:
-                        self.inside[e] = base + starts[bisect.bisect_right(starts, w) - 1] * sz
+                    if (e - base) % sz == 0 and w <= last:
+                        on = on if on is not None else set(starts)
+                        if w in on:
+                            continue
+                    self.inside[e] = base + starts[bisect.bisect_right(starts, w) - 1] * sz
             for pw in win.marked:
                 marked.append(base + pw * sz)
                 size = words[pw + 1] & ~SIZE_BITS
@@ -202,7 +210,7 @@ class Checker:
                      f"chunk {a.top:#x}")
         for lo, hi in ix.runs:
             end = seg.end if ix.top == hi else hi  # top belongs to its run
-            self.segs.append(_Seg(a, lo, end, ix, ok))
+            self.segs.append(_Seg(a, lo, end, ix))
 
     def _prev_size(self, addr: int, prev: int, stored: int, real: int) -> None:
         self.add("prev-size", ERROR, addr, [prev],
@@ -270,7 +278,7 @@ class Checker:
     def entries(self, fl: FreeList, label: str, head: int, arena: Optional[Arena]) -> None:
         self.lists.append((label, fl.chunks))
         for c in fl.chunks:
-            placed = self.place(c, arena)
+            placed = self.place(c, arena, listed=True)
             if placed is not None:
                 kind, inside, words = placed
                 self.add(kind, ERROR, c, [head] + ([inside] if inside else []),
