@@ -40,17 +40,16 @@ class Listed:
         """Whether no address is in two lists.  Lists of one size share a chunk only
         with lists of that size (a chunk has one size word): of each such group only
         the lists but the longest are looked up; lists of mixed sizes are looked up
-        whole, unless that would cost more than one pass over every key in order (or
-        the runs are in the spill file, where a pass in order is the cheap way)."""
-        if any(isinstance(r, SpillArray) for r in self.runs):
-            return not self.repeated(first=True)
+        whole, unless that would cost more than one pass over every key in order (a
+        look-up in a run in the spill file costs about 200 keys of that pass)."""
+        per = 200 if any(isinstance(r, SpillArray) for r in self.runs) else 3
         groups: dict[int, list[Sequence[int]]] = {}
         for _state, chunks, size in lists:
             groups.setdefault(size, []).append(chunks)
         mixed = groups.pop(0, [])
         look = [c for c in mixed] + [c for g in groups.values()
                                      for c in sorted(g, key=len)[:-1]]
-        if 3 * sum(map(len, look)) * len(self.runs) > self.entries:
+        if per * sum(map(len, look)) * len(self.runs) > self.entries:
             return not self.repeated(first=True)
         for chunks in look:
             for a in chunks:

@@ -20,6 +20,9 @@ from multiheap.target import Region, Target, covered_until, word_struct  # noqa:
 _PAGE = 0x1000
 WINDOW = 4 << 20  # bytes per window read of heap memory (aligned)
 CACHE_BYTES = 32 << 20  # what the cache keeps at most
+# a window also reads this much past its aligned end: a chunk header or link word that
+# crosses the end is in the window (a list walk would otherwise read it alone, later)
+_SLOP = 64
 
 
 class Memory:
@@ -88,7 +91,11 @@ class Memory:
 
     def fetch(self, start: int, end: int) -> bytes:
         """``[start, end)`` read now, not cached: all of it, else its readable prefix
-        (raises TargetMemoryError when not even the first byte is readable)."""
+        (raises TargetMemoryError when not even the first byte is readable).  When
+        cached blocks cover it (a list walk read those windows), they are joined."""
+        joined = self._joined(start, end)
+        if joined is not None:
+            return joined
         try:
             data = self.target.read(start, end - start)
         except TargetMemoryError:
@@ -105,7 +112,7 @@ class Memory:
         if b is not None:
             return b
         lo = min(max(addr & ~(WINDOW - 1), lo), addr)
-        end = max(min((addr & ~(WINDOW - 1)) + WINDOW, hi), addr + need)
+        end = max(min((addr & ~(WINDOW - 1)) + WINDOW + _SLOP, hi), addr + need)
         try:
             data = self.fetch(lo, end)
         except TargetMemoryError:
@@ -125,6 +132,19 @@ class Memory:
             except TargetMemoryError:
                 break
             addr += step
+        return b"".join(parts)
+
+    def _joined(self, start: int, end: int) -> Optional[bytes]:
+        """``[start, end)`` from cached blocks if they cover all of it, else None."""
+        parts = []
+        a = start
+        while a < end:
+            b = self._find(a, 1)
+            if b is None:
+                return None
+            hi = min(b[1], end)
+            parts.append(b[2][a - b[0]:hi - b[0]])
+            a = hi
         return b"".join(parts)
 
     def block(self, addr: int) -> Optional[tuple[int, int, bytes]]:
