@@ -221,15 +221,29 @@ class FreeLists:
         if self.native and not lo % sz:  # the words themselves: no unpacking
             words = memoryview(buf)[:len(buf) - len(buf) % sz].cast("Q" if sz == 8 else "I")
             shift = sz.bit_length() - 1
-            for _ in range(most):
-                o = p - lo
-                if p == end or p == tortoise or (p + link) & mask or o < 0 or o > lim:
-                    break
-                w = o >> shift
-                if words[w + 1] & keep != exact:
-                    break
-                add(p)
-                p = words[w + 2] ^ ((p + link) >> 12) if protect else words[w + 2]
+            rem = -(lo + link) & mask  # (p + link) & mask == 0  <=>  o & mask == rem
+            # the hot loop of a first answer on a heap with many chunks in fastbins:
+            # one chained range check, then alignment, the cycle check and the end
+            if protect:
+                for _ in range(most):
+                    o = p - lo
+                    if not 0 <= o <= lim or o & mask != rem or p == tortoise or p == end:
+                        break
+                    w = o >> shift
+                    if words[w + 1] & keep != exact:
+                        break
+                    add(p)
+                    p = words[w + 2] ^ ((p + link) >> 12)
+            else:
+                for _ in range(most):
+                    o = p - lo
+                    if not 0 <= o <= lim or o & mask != rem or p == tortoise or p == end:
+                        break
+                    w = o >> shift
+                    if words[w + 1] & keep != exact:
+                        break
+                    add(p)
+                    p = words[w + 2]
             return p, len(chunks) - n0
         for _ in range(most):
             o = p - lo

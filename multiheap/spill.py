@@ -57,9 +57,12 @@ class SpillFile:
         return out
 
     def __del__(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except (OSError, TypeError):  # TypeError: os is gone at interpreter exit
+                pass
 
 
 class SpillArray:

@@ -97,8 +97,26 @@ def test_each_damage_in_each_host(corrupt, host, mode):
     doc, t = run_ptcheck(host, corrupt, mode)
     if mode == "healthy":
         assert doc["findings"] == [] and doc["count"] == 0, doc["findings"]
+        assert doc["omitted"] == {}
     else:
         check_mode(doc, t, mode)
+
+
+def test_a_kind_past_its_cap_is_counted_not_listed(corrupt, tmp_path):
+    """2,500 chunks damaged alike: the first 1,000 "flags" findings are listed (the
+    first damaged chunk first), the other 1,500 counted in ``omitted`` and ``count``;
+    text says so in a note (a heap damaged throughout stays a bounded answer)."""
+    doc, t = run_ptcheck("gdb", corrupt, "many_flags")
+    flags = [f for f in doc["findings"] if f["kind"] == "flags"]
+    assert len(flags) == 1000 and flags[0]["addr"] == t["victim"]
+    assert doc["omitted"] == {"flags": t["other"] - 1000}
+    assert doc["count"] == len(doc["findings"]) + t["other"] - 1000
+    text = subprocess.run([CLI, "--backend", "gdb-mi", "--run",
+                           f"{corrupt} many_flags {tmp_path / 'truth.json'}",
+                           "--break", "checkpoint", "ptcheck"],
+                          capture_output=True, text=True, timeout=240).stdout
+    assert "1,500 more flags findings are not listed (the first 1,000 of each kind are)" \
+        in text, text[-2000:]
 
 
 BUILDS = {b.version: b for b in other_builds()}

@@ -21,6 +21,9 @@ from multiheap.spill import SpillArray
 from multiheap.walks import ChunkIndex
 
 ERROR, WARNING = "error", "warning"
+# findings listed of each kind; past it a kind is only counted (a heap corrupted
+# throughout, or read with the wrong layout, would otherwise give millions)
+MAX_PER_KIND = 1000
 
 
 @dataclass
@@ -49,6 +52,15 @@ class _Seg:
     index: ChunkIndex
 
 
+class Findings(list):
+    """The findings listed (at most :data:`MAX_PER_KIND` of each kind), and in
+    ``omitted`` how many more of each kind were found."""
+
+    def __init__(self, items=(), omitted: Optional[dict[str, int]] = None) -> None:
+        super().__init__(items)
+        self.omitted: dict[str, int] = dict(omitted or {})
+
+
 class Checker:
     """Runs every check once over one Heap; findings accumulate in ``found``."""
 
@@ -57,17 +69,22 @@ class Checker:
         self.v = heap.cfg.version
         self.sz = heap.sz
         self.p = heap.p
-        self.found: list[Finding] = []
+        self.found = Findings()
+        self._kinds: dict[str, int] = {}  # findings of each kind so far
         self.segs: list[_Seg] = []
         # chunks whose successor's PREV_INUSE is clear (a huge heap's in the spill file)
         self.marked_free = SpillArray(heap.lists.spill)
         self.inside: dict[int, int] = {}  # a list entry inside a chunk -> that chunk
         self.lists: list[tuple[str, array]] = []  # each checked list: label, chunks
-        self.no_a: list[int] = []  # non-main arena chunks without NON_MAIN_ARENA
+        self.no_a = SpillArray(heap.lists.spill)  # non-main arena chunks without NON_MAIN_ARENA
 
     # helpers -------------------------------------------------------------------
     def add(self, kind: str, sev: str, addr: int, related: list[int], message: str,
             key: Optional[str] = None, op: str = "") -> None:
+        n = self._kinds[kind] = self._kinds.get(kind, 0) + 1
+        if n > MAX_PER_KIND:
+            self.found.omitted[kind] = n - MAX_PER_KIND
+            return
         self.found.append(Finding(kind, sev, addr, [r for r in related if r is not None],
                                   message, gmsg(self.v, key, op) if key else None))
 
@@ -535,8 +552,10 @@ class Checker:
                      f"{mp['max_n_mmaps']})")
 
 
-def run_checks(heap, arena: Optional[Arena] = None) -> list[Finding]:
-    """Every check over the heap (or one arena): the findings, empty when healthy."""
+def run_checks(heap, arena: Optional[Arena] = None) -> Findings:
+    """Every check over the heap (or one arena): the findings, empty when healthy
+    (a list; its ``omitted``: how many more of a kind were found than listed, counted
+    over every arena, as every arena is walked)."""
     c = Checker(heap)
     arenas = heap.arenas()
     for a in arenas:  # every arena is walked: list entries are placed against all heaps
@@ -553,7 +572,7 @@ def run_checks(heap, arena: Optional[Arena] = None) -> list[Finding]:
     if arena is not None:
         keep = {s.lo for s in c.segs if s.arena.addr == arena.addr}
         spans = [(s.lo, s.hi) for s in c.segs if s.lo in keep]
-        c.found = [f for f in c.found if f.addr == arena.addr or
-                   any(lo <= f.addr < hi for lo, hi in spans) or
-                   f.kind in ("arena", "top-size")]
+        c.found = Findings([f for f in c.found if f.addr == arena.addr or
+                            any(lo <= f.addr < hi for lo, hi in spans) or
+                            f.kind in ("arena", "top-size")], c.found.omitted)
     return c.found

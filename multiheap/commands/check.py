@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from multiheap.checks import run_checks
+from multiheap.checks.engine import MAX_PER_KIND
 from multiheap.checks.find import find_chunk
 from multiheap.checks.simulate import try_free, try_malloc
 from multiheap.commands.base import address, command, count
@@ -26,7 +27,7 @@ class PtCheck:
         heap = session.heap()
         arena = heap.arena_at(address(session, args.arena)) if args.arena else None
         found = run_checks(heap, arena)
-        out.field("count", len(found))
+        out.field("count", len(found) + sum(found.omitted.values()))
         out.begin_list("findings", title="findings" if found else "")
         for f in found:
             text = "{severity}: {kind} at {addr:#x}: {message}"
@@ -35,6 +36,11 @@ class PtCheck:
             out.item(text.replace("{message}", f.message.replace("{", "{{")
                                   .replace("}", "}}")), **f.as_dict())
         out.end_list()
+        if out.structured():  # text says it in the notes below
+            out.field("omitted", dict(found.omitted))
+        for kind, n in found.omitted.items():
+            out.note(f"{n:,} more {kind} findings are not listed (the first "
+                     f"{MAX_PER_KIND:,} of each kind are)")
         if not found and not out.structured():
             out.text("no problems found")
         emit_tcache_notes(heap, out)

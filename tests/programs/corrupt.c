@@ -162,6 +162,14 @@ int main(int argc, char **argv)
         free(a);
         SIZE(a) = 0x51;
         victim = CH(a);
+    } else if (!strcmp(mode, "many_flags")) {
+        /* IS_MMAPPED set on 2,500 in-use chunks of the main heap: one "flags" finding
+           each (other: how many), more than ptcheck lists of one kind */
+        enum { MANY = 2500 };
+        static char *many[MANY];
+        for (int i = 0; i < MANY; i++) many[i] = malloc(0x18);
+        for (int i = 0; i < MANY; i++) SIZE(many[i]) |= 2;
+        victim = CH(many[0]), other = MANY;
     } else {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;
