@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import base64
 import bisect
+import itertools
 import json
 import os
+import secrets
 from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
+from multiheap.compact import Run, SortedBuilder, window
 from multiheap.errors import MultiheapError, TargetMemoryError, UsageError
 from multiheap.heap import Heap
 from multiheap.heaptypes import IS_MMAPPED, Arena, HeapSegment, Stop
+from multiheap.spill import SpillBytes, SpillFile
 
 # State codes, as the page knows them (order = legend order).
 STATES = ("inuse", "tcache", "fast", "unsorted", "small", "large", "top", "mmapped", "orphan")
@@ -28,6 +33,8 @@ CODE = {s: i for i, s in enumerate(STATES)}
 FREE_STATES = frozenset(("tcache", "fast", "unsorted", "small", "large", "orphan"))
 FLAGGED_BIT = 0x10  # meta byte: bits 0-3 state, bit 4 flagged, bits 5-7 chunk flags
 HEX_BYTES = 16  # first bytes of each chunk's user data shown in the hexdump
+BATCH = 1 << 16  # chunks packed at a time
+_FREE_CODES = frozenset(CODE[s] for s in FREE_STATES)
 
 OPS = ("malloc", "calloc", "realloc", "free", "memalign", "aligned_alloc",
        "posix_memalign", "valloc", "pvalloc", "reallocarray")
@@ -71,27 +78,39 @@ def _checks(heap: Heap, arena: Optional[Arena]) -> tuple[dict[int, str], Optiona
     return out, None
 
 
-def _lists(heap: Heap, arenas: list[Arena]) -> tuple[list[dict], dict[int, int]]:
-    """Every non-empty free list (kind, where, member addresses) and each binned
-    chunk's exact bin kind (unsorted / small / large)."""
+def _lists(heap: Heap, arenas: list[Arena],
+           spill: SpillFile) -> tuple[list[dict], list[Run]]:
+    """Every non-empty free list (kind, where, its member addresses packed as float64
+    in ``chunks``, kept in the spill file past 1 MB), and each binned chunk's exact
+    bin kind (unsorted / small / large) as sorted ``addr | code`` runs."""
     lists: list[dict] = []
-    bin_kind: dict[int, int] = {}
+    kinds = SortedBuilder(spill)
     for a in arenas:
         for fl in heap.lists.bins(a):
             if fl.chunks:
-                bin_kind.update(dict.fromkeys(fl.chunks, CODE[fl.kind]))
+                code = CODE[fl.kind]
+                for lo in range(0, len(fl.chunks), BATCH):
+                    kinds.extend(map(code.__or__, fl.chunks[lo:lo + BATCH]))
                 lists.append({"kind": fl.kind, "index": fl.index, "arena": a.addr,
-                              "chunks": list(fl.chunks)})
+                              "chunks": _packed(fl.chunks, spill)})
         for fl in heap.lists.fastbins(a):
             if fl.chunks:
                 lists.append({"kind": "fast", "index": fl.index, "arena": a.addr,
-                              "chunks": list(fl.chunks)})
+                              "chunks": _packed(fl.chunks, spill)})
     for tc in heap.lists.tcaches():
         for fl in tc.bins:
             if fl.chunks:
                 lists.append({"kind": "tcache", "index": fl.index, "thread": tc.thread.num,
-                              "tid": tc.thread.tid, "chunks": list(fl.chunks)})
-    return lists, bin_kind
+                              "tid": tc.thread.tid, "chunks": _packed(fl.chunks, spill)})
+    return lists, kinds.runs()
+
+
+def _packed(values: Sequence[int], spill: SpillFile) -> SpillBytes:
+    """Addresses as the page's float64 column."""
+    col = SpillBytes(spill)
+    for lo in range(0, len(values), BATCH):
+        col.append(array("d", values[lo:lo + BATCH]).tobytes())
+    return col
 
 
 def _hex(buf: bytes, offs: list[int]) -> bytes:
@@ -124,21 +143,59 @@ def _hex_rows(heap: Heap, seg: HeapSegment, addrs: list[int], hdr: int) -> bytes
     return b"".join(out)
 
 
+class _Columns:
+    """The page's per-chunk columns (address, size, state byte, first bytes of user
+    data), filled a batch of chunks at a time and kept in the spill file: a huge heap
+    costs the debugger no more memory than a small one."""
+
+    def __init__(self, spill: SpillFile, flagged: dict[int, str], hdr: int) -> None:
+        self.addr, self.size = SpillBytes(spill), SpillBytes(spill)
+        self.meta, self.hex = SpillBytes(spill), SpillBytes(spill)
+        self.flagged, self.hdr = flagged, hdr
+        self.matched: set[int] = set()  # findings coloured on a chunk
+        self.count = self.free = 0
+
+    def add(self, addrs: list[int], sizes: list[int], meta: bytearray, hexes: bytes) -> None:
+        if self.flagged and addrs:
+            self._flag(addrs, meta)
+        self.addr.append(array("d", addrs).tobytes())
+        self.size.append(array("d", sizes).tobytes())
+        self.meta.append(bytes(meta))
+        self.hex.append(hexes)
+        self.count += len(addrs)
+        self.free += sum(1 for m in meta if m & 0x0F in _FREE_CODES)
+
+    def _flag(self, addrs: list[int], meta: bytearray) -> None:
+        """A finding colours the chunk it names, or the chunk whose user pointer it
+        names (no chunk is both: a chunk is larger than its header)."""
+        lo, hi = min(addrs), max(addrs) + self.hdr
+        here = [f for f in self.flagged if lo <= f <= hi and f not in self.matched]
+        if not here:
+            return
+        at = {a: i for i, a in enumerate(addrs)}
+        for f in here:
+            i = at.get(f)
+            if i is None:
+                i = at.get(f - self.hdr)
+            if i is not None:
+                meta[i] |= FLAGGED_BIT
+                self.matched.add(f)
+
+
 def pack_heap(heap: Heap, arena: Optional[Arena] = None,
               tags: Optional[dict[int, str]] = None) -> MapData:
-    """Walk the arenas (``arena`` alone, or all of them and the mmapped chunks)."""
+    """Walk the arenas (``arena`` alone, or all of them and the mmapped chunks), a
+    batch of chunks at a time."""
     arenas = [arena] if arena is not None else heap.arenas()
     sz = heap.sz
     hdr = 2 * sz
-    lists, bin_kind = _lists(heap, arenas)
+    spill = SpillFile()
+    lists, kind_runs = _lists(heap, arenas, spill)
     flagged, why = _checks(heap, arena)
     out = MapData()
     if why:
         out.notes.append(why)
-    addrs = array("d")
-    sizes = array("d")
-    meta = bytearray()
-    hexes: list[bytes] = []
+    cols = _Columns(spill, flagged, hdr)
     segs: list[dict] = []
     stops: list[Stop] = []
     code = CODE
@@ -146,34 +203,39 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
         for st in a.stops:
             out.notes.append(st.message(f"arena {a.addr:#x}"))
         for seg in a.heaps:
-            first = len(addrs)
-            rows = list(heap.walks.walk(a, seg, stops))
-            if not rows:
+            first = cols.count
+            rows = heap.walks.walk(a, seg, stops)
+            while True:
+                batch = list(itertools.islice(rows, BATCH))
+                if not batch:
+                    break
+                addr_l = [r[0] for r in batch]
+                kind = {k & ~7: k & 7 for k in window(kind_runs, addr_l[0], addr_l[-1] + 8)}
+                get = kind.get
+                meta = bytearray([(code[s] if s != "free" else get(ad, 3)) | (f << 5)
+                                  for ad, _s, f, s in batch])
+                cols.add(addr_l, [r[1] for r in batch], meta,
+                         _hex_rows(heap, seg, addr_l, hdr))
+            if cols.count == first:
                 continue
-            addr_l = [r[0] for r in rows]
-            addrs.extend(addr_l)
-            sizes.extend([r[1] for r in rows])
-            get = bin_kind.get
-            meta.extend([(code[s] if s != "free" else get(ad, 3)) | (f << 5)
-                         for ad, _s, f, s in rows])
-            hexes.append(_hex_rows(heap, seg, addr_l, hdr))
             segs.append({"kind": "heap", "arena": a.addr, "arena_index": a.index,
                          "main": a.is_main, "info": seg.info, "start": seg.start,
-                         "end": seg.end, "first": first, "count": len(rows)})
+                         "end": seg.end, "first": first, "count": cols.count - first})
     for st in stops:
         out.notes.append(st.message("walk"))
     if arena is None:
         mm = heap.mmapped.chunks()
         if mm:
-            first = len(addrs)
-            for a, s, _p in mm:
-                addrs.append(a)
-                sizes.append(s)
-                meta.append(code["mmapped"] | (IS_MMAPPED << 5))
+            first = cols.count
+            hexes = []
+            for a, _s, _p in mm:
                 try:
                     hexes.append(heap.mem.read(a + hdr, HEX_BYTES))
                 except TargetMemoryError:
                     hexes.append(bytes(HEX_BYTES))
+            cols.add([a for a, _s, _p in mm], [s for _a, s, _p in mm],
+                     bytearray([code["mmapped"] | (IS_MMAPPED << 5)] * len(mm)),
+                     b"".join(hexes))
             segs.append({"kind": "mmapped", "start": mm[0][0],
                          "end": mm[-1][0] + mm[-1][1], "first": first, "count": len(mm)})
         why_mm = heap.mmapped.note()
@@ -181,20 +243,10 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
             out.notes.append(why_mm)
     for msg, _data in heap.lists.tcache_notes():
         out.notes.append(msg)
-    if flagged:
-        index = {int(x): i for i, x in enumerate(addrs)}
-        for ad in flagged:
-            i = index.get(ad)
-            if i is None:
-                i = index.get(ad - hdr)  # a finding may name the user pointer
-            if i is not None:
-                meta[i] |= FLAGGED_BIT
-            else:  # e.g. where the walk stopped: no chunk drawn to colour
-                out.notes.append(f"check at {ad:#x} (no chunk drawn there): {flagged[ad]}")
-    n = len(addrs)
-    out.chunks = n
-    free_codes = {code[s] for s in FREE_STATES}
-    out.free = sum(1 for m in meta if m & 0x0F in free_codes)
+    for ad in flagged:
+        if ad not in cols.matched:  # e.g. where the walk stopped: no chunk drawn to colour
+            out.notes.append(f"check at {ad:#x} (no chunk drawn there): {flagged[ad]}")
+    out.chunks, out.free = cols.count, cols.free
     out.meta = {
         "version": 1,
         "ptr_size": sz,
@@ -203,16 +255,16 @@ def pack_heap(heap: Heap, arena: Optional[Arena] = None,
         "arenas": [{"addr": a.addr, "index": a.index, "main": a.is_main,
                     "top": a.top, "system_mem": a.f["system_mem"]} for a in arenas],
         "segments": segs,
-        "lists": [dict(fl, chunks=_b64(array("d", fl["chunks"]).tobytes())) for fl in lists],
+        "lists": lists,
         "tags": {f"{k:#x}": v for k, v in (tags or {}).items()},
         "flagged": {f"{k:#x}": v for k, v in flagged.items()},
         "notes": out.notes,
-        "count": n,
+        "count": cols.count,
         "hex_bytes": HEX_BYTES,
-        "addr": _b64(addrs.tobytes()),
-        "size": _b64(sizes.tobytes()),
-        "meta": _b64(bytes(meta)),
-        "hex": _b64(b"".join(hexes)),
+        "addr": cols.addr,
+        "size": cols.size,
+        "meta": cols.meta,
+        "hex": cols.hex,
     }
     return out
 
@@ -293,23 +345,54 @@ def template() -> str:
     return resources.files("multiheap").joinpath("assets/ptmap.html").read_text("utf-8")
 
 
-def render(data: MapData, trace: Optional[dict[str, Any]] = None, title: str = "") -> str:
-    """The whole HTML page for ``data`` (and ``trace``)."""
-    doc = dict(data.meta, trace=trace, title=title)
-    text = json.dumps(doc, separators=(",", ":")).replace("</", "<\\/")
+def page_parts(data: MapData, trace: Optional[dict[str, Any]] = None,
+               title: str = "") -> Iterator[str]:
+    """The HTML page for ``data`` (and ``trace``), a piece at a time: the packed
+    columns are base64-encoded as they are read back, never held whole."""
     page = template()
     if _PLACEHOLDER not in page:
         raise MultiheapError("assets/ptmap.html has no data placeholder")
-    return page.replace(_PLACEHOLDER, text, 1)
+    head, tail = page.split(_PLACEHOLDER, 1)
+    cols: list[SpillBytes] = []
+    nonce = secrets.token_hex(8)
+
+    def mark(v: Any) -> Any:  # a column's place in the JSON text: a unique string
+        if isinstance(v, SpillBytes):
+            cols.append(v)
+            return f"@mh-{nonce}-{len(cols) - 1}@"
+        if isinstance(v, dict):
+            return {k: mark(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [mark(x) for x in v]
+        return v
+
+    doc = mark(dict(data.meta, trace=trace, title=title))
+    text = json.dumps(doc, separators=(",", ":")).replace("</", "<\\/")
+    yield head
+    for k, col in enumerate(cols):
+        before, text = text.split(f'"@mh-{nonce}-{k}@"', 1)
+        yield before + '"'
+        for piece in col.pieces(3 << 20):  # a multiple of 3: base64 pieces join
+            yield base64.b64encode(piece).decode("ascii")
+        yield '"'
+    yield text
+    yield tail
 
 
-def write_page(path: str, page: str,
+def render(data: MapData, trace: Optional[dict[str, Any]] = None, title: str = "") -> str:
+    """The whole HTML page for ``data`` (and ``trace``), as one string."""
+    return "".join(page_parts(data, trace, title))
+
+
+def write_page(path: str, page: Union[str, Iterable[str]],
                opener: Callable[..., Any] = open) -> int:
-    """Write the page (through a temporary file, then renamed); returns its size."""
+    """Write the page, whole or piece by piece (through a temporary file, then
+    renamed); returns its size."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with opener(tmp, "w", encoding="utf-8") as f:
-            f.write(page)
+            for piece in ([page] if isinstance(page, str) else page):
+                f.write(piece)
         os.replace(tmp, path)
     except OSError as e:
         try:

@@ -184,3 +184,41 @@ class SpillArray:
 
     def __repr__(self) -> str:
         return f"SpillArray({len(self)} entries, {self.spilled} in the file)"
+
+
+class SpillBytes:
+    """Bytes appended without bound (a page's packed column): past 1 MB they go to
+    the spill file; read back as pieces of a chosen size (:meth:`pieces`)."""
+
+    HELD = 1 << 20
+
+    def __init__(self, spill: SpillFile) -> None:
+        self.file = spill
+        self.buf = bytearray()
+        self._parts: list[tuple[int, int]] = []  # (file offset, bytes), in order
+        self._spilled = 0
+
+    def append(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) >= self.HELD:
+            off = self.file.write(bytes(self.buf))
+            if off is not None:  # no file: the bytes stay in memory
+                self._parts.append((off, len(self.buf)))
+                self._spilled += len(self.buf)
+                self.buf = bytearray()
+
+    def __len__(self) -> int:
+        return self._spilled + len(self.buf)
+
+    def pieces(self, n: int) -> Iterator[bytes]:
+        """The bytes in order, ``n`` at a time (the last piece may be shorter)."""
+        carry = bytearray()
+        for off, size in self._parts:
+            for at in range(0, size, n):
+                carry += self.file.read(off + at, min(n, size - at))
+                while len(carry) >= n:
+                    yield bytes(carry[:n])
+                    del carry[:n]
+        carry += self.buf
+        for at in range(0, len(carry), n):
+            yield bytes(carry[at:at + n])

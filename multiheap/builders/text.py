@@ -27,6 +27,7 @@ POINTER_FIELDS = frozenset({"fd", "bk", "fd_nextsize", "bk_nextsize", "top", "la
 ADDRESS_COLUMNS = frozenset({"addr", "chunk", "mem", "top", "start", "end"})
 _PLACEHOLDER = re.compile(r"(?<!\{)\{(\w+)(:[^{}]*)?\}(?!\})")
 _DUMP_ROW = re.compile(r"^\s*(0x[0-9a-f]+): ")
+_STREAM_LINES = 1 << 16  # lines held before a sink gets them
 Symbolizer = Callable[[int], Optional[str]]
 
 
@@ -73,6 +74,8 @@ class TextBuilder(Builder):
 
     def _emit(self, line: str) -> None:
         self._lines.append("  " * self._indent + line)
+        if len(self._lines) >= _STREAM_LINES and self.sink is not None:
+            self._flush()  # a long answer (ptfree of millions) goes out as it is made
 
     def begin(self, name: str = "", title: str = "") -> None:
         self._open.append(bool(title))

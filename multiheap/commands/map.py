@@ -41,7 +41,7 @@ class PtMap:
         pid = session.target.pid
         title = f"multiheap ptmap: {session.target.state} pid {pid}" if pid \
             else f"multiheap ptmap: {session.target.state}"
-        size = mapview.write_page(path, mapview.render(data, trace, title))
+        size = mapview.write_page(path, mapview.page_parts(data, trace, title))
         full = os.path.abspath(path)
         if out.structured():
             out.field("path", full)

@@ -47,9 +47,12 @@ class Places:
     at: dict[int, list[Place]] = field(default_factory=dict)
     problems: dict[int, list[str]] = field(default_factory=dict)
 
-    def add_list(self, fl: FreeList, what: str) -> None:
+    def add_list(self, fl: FreeList, what: str, only: Optional[set[int]] = None) -> None:
+        """The list's chunks (those in ``only``, when given) and where its walk stopped."""
+        n = len(fl.chunks)
         for pos, c in enumerate(fl.chunks):
-            self.at.setdefault(c, []).append(Place(fl.kind, fl.index, pos, len(fl.chunks)))
+            if only is None or c in only:
+                self.at.setdefault(c, []).append(Place(fl.kind, fl.index, pos, n))
         if fl.stop is not None:
             self.flag(fl.stop.addr, fl.stop.message(what))
 
@@ -59,21 +62,22 @@ class Places:
             mine.append(why)
 
 
-def find_places(heap: Heap) -> Places:
-    """Each free list's chunks, by address, with the lists' own stops as problems."""
+def find_places(heap: Heap, only: Optional[set[int]] = None) -> Places:
+    """Each free list's chunks (those in ``only``, when given: a huge heap's lists are
+    not copied whole), by address, with the lists' own stops as problems."""
     pl = Places()
     for a in heap.arenas():
         for fl in heap.lists.bins(a):
-            pl.add_list(fl, f"{fl.kind} bin {fl.index}")
+            pl.add_list(fl, f"{fl.kind} bin {fl.index}", only)
         if heap.p.has_fastbins:
             for fl in heap.lists.fastbins(a):
-                pl.add_list(fl, f"fastbin {fl.index}")
+                pl.add_list(fl, f"fastbin {fl.index}", only)
         for st in a.stops:
             pl.flag(st.addr, st.message(f"arena {a.addr:#x}"))
     if heap.p.has_tcache:
         for tc in heap.lists.tcaches():
             for fl in tc.bins:
-                pl.add_list(fl, f"tcache bin {fl.index} (thread {tc.thread.num})")
+                pl.add_list(fl, f"tcache bin {fl.index} (thread {tc.thread.num})", only)
     _heap_checks(heap, pl)
     return pl
 
@@ -114,9 +118,9 @@ class VisChunk:
 
 
 def _chunks(heap: Heap, arena: Arena, start: Optional[int], limit: Optional[int],
-            max_bytes: int, places: Places, stops: list[Stop]) -> list[VisChunk]:
-    """The chunks from ``start`` (default: each heap's first) following sizes; where a
-    walk could not go on is added to ``stops``."""
+            max_bytes: int, stops: list[Stop]) -> list[VisChunk]:
+    """The chunks from ``start`` (default: each heap's first) following sizes, their
+    places not filled in yet; where a walk could not go on is added to ``stops``."""
     segs = arena.heaps if start is None else \
         [s for s in arena.heaps if s.start <= start < s.end]
     out: list[VisChunk] = []
@@ -130,7 +134,6 @@ def _chunks(heap: Heap, arena: Arena, start: Optional[int], limit: Optional[int]
             try:
                 c = heap.chunk(addr)
             except TargetMemoryError:
-                places.flag(addr, "unreadable chunk header")
                 stops.append(Stop(addr, "unreadable chunk header"))
                 break
             state = heap.lists.chunk_state(c)
@@ -147,11 +150,10 @@ def _chunks(heap: Heap, arena: Arena, start: Optional[int], limit: Optional[int]
                 data = heap.mem.read(addr, shown)
             except TargetMemoryError:
                 data = b""
-            vc = VisChunk(addr, size, c.flags, state, places.at.get(addr, []), data,
+            vc = VisChunk(addr, size, c.flags, state, [], data,
                           max(0, span - shown) if state != "top" else 0)
             if state in ("fast", "tcache") and heap.p.safe_linking:
                 vc.fd_raw, vc.fd = c.fd, heap.reveal(c.mem, c.fd)
-            vc.problems = list(places.problems.get(addr, []))
             if bad:
                 why = f"impossible chunk size {c.size_field:#x}"
                 vc.problems.append(why)
@@ -225,10 +227,13 @@ class PtVis:
                     out.field("chunks", [])
                 out.note(NOT_INITIALISED)
                 return
-        places = find_places(heap)
         limit = None if args.all else args.count
         stops: list[Stop] = []
-        chunks = _chunks(heap, arena, start, limit, args.max_bytes, places, stops)
+        chunks = _chunks(heap, arena, start, limit, args.max_bytes, stops)
+        places = find_places(heap, {vc.addr for vc in chunks})  # the shown ones only
+        for vc in chunks:
+            vc.places = places.at.get(vc.addr, [])
+            vc.problems = places.problems.get(vc.addr, []) + vc.problems
         symbolize = for_session(session)
         out.field("arena", arena.addr, "#x")
         if assumed:
