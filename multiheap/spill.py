@@ -190,7 +190,7 @@ class SpillBytes:
     """Bytes appended without bound (a page's packed column): past 1 MB they go to
     the spill file; read back as pieces of a chosen size (:meth:`pieces`)."""
 
-    HELD = 1 << 20
+    HELD = 2 * BLOCK * ITEM  # 1 MB (MULTIHEAP_SPILL_BLOCK makes it smaller too)
 
     def __init__(self, spill: SpillFile) -> None:
         self.file = spill

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from array import array
 
 import pytest
@@ -15,7 +16,7 @@ from harness import build, free_locations, run_gdb
 
 from multiheap import compact, spill
 from multiheap.listed import Listed
-from multiheap.spill import SpillArray, SpillFile
+from multiheap.spill import SpillArray, SpillBytes, SpillFile
 
 COMMANDS = ["ptstats --json", "ptfree --json", "ptcheck --json", "ptlist --json",
             "ptfast --json", "pttcache --json", "ptbin --json"]
@@ -30,6 +31,17 @@ def _same_process(doc):
         return {k: _same_process(v) for k, v in doc.items() if k != "tid"}
     if isinstance(doc, list):
         return [_same_process(v) for v in doc]
+    return doc
+
+
+def _page_data(path) -> dict:
+    """ptmap's packed data, less what differs between two runs of a program: thread
+    ids, the title (its pid) and the user data shown (tcache's random key is in it)."""
+    text = path.read_text()
+    m = re.search(r'<script id="mh-data" type="application/json">(.*?)</script>', text, re.S)
+    assert m, text[:300]
+    doc = _same_process(json.loads(m.group(1)))
+    del doc["hex"], doc["title"]
     return doc
 
 
@@ -58,6 +70,19 @@ def test_a_spill_array_reads_as_the_array_it_replaces(small_blocks):
     assert list(a) == ref[:57] + [5]
     del a[0:]
     assert len(a) == 0 and not a and list(a) == []
+
+
+def test_spilled_bytes_come_back_in_pieces(monkeypatch):
+    monkeypatch.setattr(SpillBytes, "HELD", 10)
+    f = SpillFile()
+    col = SpillBytes(f)
+    data = bytes(random.Random(5).randrange(256) for _ in range(1000))
+    for i in range(0, 1000, 7):
+        col.append(data[i:i + 7])
+    assert len(col) == 1000 and f.end >= 990  # all but what came after the last spill
+    for n in (3, 9, 64, 999, 1000, 4096):
+        pieces = list(col.pieces(n))
+        assert b"".join(pieces) == data and all(len(p) == n for p in pieces[:-1]), n
 
 
 def test_a_short_array_stays_a_plain_array(small_blocks):
@@ -89,10 +114,11 @@ def test_the_index_answers_alike_from_the_file(small_blocks, monkeypatch):
         assert disk.get(a) == mem.get(a)
 
 
-def test_spilled_lists_change_no_answer(monkeypatch):
+def test_spilled_lists_change_no_answer(monkeypatch, tmp_path):
     """gdb on a live process with ~10,000 free chunks in tcache, fastbins, the unsorted,
-    small and large bins: every list command's JSON and ptcheck's findings are the
-    same when every long list goes through the spill file; both equal the truth."""
+    small and large bins: every list command's JSON, ptcheck's findings and ptmap's
+    page are the same when every long list and column goes through the spill file;
+    both equal the truth."""
     exe = build("manylists")
     runs = {}
     for block in ("64", None):
@@ -100,7 +126,8 @@ def test_spilled_lists_change_no_answer(monkeypatch):
             monkeypatch.setenv("MULTIHEAP_SPILL_BLOCK", block)
         else:
             monkeypatch.delenv("MULTIHEAP_SPILL_BLOCK", raising=False)
-        r = run_gdb(exe, "20000", COMMANDS + [PROBE])
+        page = tmp_path / f"map-{block}.html"
+        r = run_gdb(exe, "20000", COMMANDS + [f"ptmap --html {page}", PROBE])
         runs[block] = r
         for c in COMMANDS:
             assert r.results[c]["error"] is None, (block, c, r.results[c]["error"])
@@ -112,6 +139,8 @@ def test_spilled_lists_change_no_answer(monkeypatch):
         docs[c] = json.loads(plain.results[c]["out"])
         assert _same_process(json.loads(spilled.results[c]["out"])) == \
             _same_process(docs[c]), c
+    pages = [_page_data(tmp_path / f"map-{b}.html") for b in ("64", None)]
+    assert pages[0] == pages[1] and len(pages[0]["addr"]) > 100_000  # ptmap's columns
     t = spilled.truth
     assert docs["ptstats --json"]["mallinfo2"] == t.mallinfo2
     where = free_locations(docs["ptfree --json"], 8)
