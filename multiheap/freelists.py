@@ -223,27 +223,18 @@ class FreeLists:
             shift = sz.bit_length() - 1
             rem = -(lo + link) & mask  # (p + link) & mask == 0  <=>  o & mask == rem
             # the hot loop of a first answer on a heap with many chunks in fastbins:
-            # one chained range check, then alignment, the cycle check and the end
-            if protect:
-                for _ in range(most):
-                    o = p - lo
-                    if not 0 <= o <= lim or o & mask != rem or p == tortoise or p == end:
-                        break
-                    w = o >> shift
-                    if words[w + 1] & keep != exact:
-                        break
-                    add(p)
-                    p = words[w + 2] ^ ((p + link) >> 12)
-            else:
-                for _ in range(most):
-                    o = p - lo
-                    if not 0 <= o <= lim or o & mask != rem or p == tortoise or p == end:
-                        break
-                    w = o >> shift
-                    if words[w + 1] & keep != exact:
-                        break
-                    add(p)
-                    p = words[w + 2]
+            # one chained range check, then alignment, the cycle check and the end;
+            # without safe-linking the key shifts to 0 (addresses are below 2**64)
+            key = 12 if protect else 64
+            for _ in range(most):
+                o = p - lo
+                if not 0 <= o <= lim or o & mask != rem or p == tortoise or p == end:
+                    break
+                w = o >> shift
+                if words[w + 1] & keep != exact:
+                    break
+                add(p)
+                p = words[w + 2] ^ ((p + link) >> key)
             return p, len(chunks) - n0
         for _ in range(most):
             o = p - lo
