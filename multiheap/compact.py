@@ -72,9 +72,17 @@ def rounds(runs: list[Run], block: int = 0) -> Iterator[list[int]]:
         live = [k for k in live if pos[k] < len(runs[k])]
 
 
+def find(run: Run, x: int, right: bool = False) -> int:
+    """``bisect_left`` (``bisect_right`` if ``right``) of ``x`` in a sorted run, one
+    page read when the run is in the spill file."""
+    if isinstance(run, SpillArray):
+        return run.bisect(x, right)
+    return bisect.bisect_right(run, x) if right else bisect.bisect_left(run, x)
+
+
 def window(runs: list[Run], lo: int, hi: int) -> Iterable[int]:
     """The runs' values in ``[lo, hi)``, sorted (a slice when one run holds them)."""
-    parts = [r[bisect.bisect_left(r, lo):bisect.bisect_left(r, hi)] for r in runs]
+    parts = [r[find(r, lo):find(r, hi)] for r in runs]
     parts = [p for p in parts if p]
     if len(parts) <= 1:
         return parts[0] if parts else array("Q")

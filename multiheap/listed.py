@@ -3,13 +3,12 @@ looks states up in, compact enough for tens of millions of entries."""
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import operator
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Optional
 
-from multiheap.compact import PIECE, Run, SortedBuilder, rounds, window
+from multiheap.compact import PIECE, Run, SortedBuilder, find, rounds, window
 from multiheap.spill import SpillArray, SpillFile
 
 _CODES = (None, "free", "fast", "tcache")  # a listed chunk's state by its code
@@ -59,7 +58,7 @@ class Listed:
 
     def _times(self, addr: int) -> int:
         """How many keys the runs hold for ``addr`` (codes 0-3: below ``addr | 4``)."""
-        return sum(bisect.bisect_left(r, addr | 4) - bisect.bisect_left(r, addr)
+        return sum(find(r, addr | 4) - find(r, addr)
                    for r in self.runs)
 
     def repeated(self, first: bool = False) -> set[int]:
@@ -85,7 +84,7 @@ class Listed:
     def get(self, addr: int) -> Optional[str]:
         best = 0
         for r in self.runs:
-            i = bisect.bisect_right(r, addr | 3) - 1
+            i = find(r, addr | 3, right=True) - 1
             if i >= 0 and r[i] & ~3 == addr and r[i] & 3 > best:
                 best = r[i] & 3
         return _CODES[best]

@@ -18,6 +18,7 @@ from typing import Optional, Union
 # MULTIHEAP_SPILL_BLOCK makes it smaller so that tests take the spilled path
 BLOCK = max(16, int(os.environ.get("MULTIHEAP_SPILL_BLOCK", 1 << 16)))
 ITEM = array("Q").itemsize
+PAGE = 4096  # entries a sorted array's look-up reads at a time (32 KB)
 
 
 class SpillFile:
@@ -77,6 +78,8 @@ class SpillArray:
         self._parts: list[tuple[int, int]] = []  # (file offset, entries), in order
         self._starts: list[int] = []  # the index of each part's first entry
         self.spilled = 0  # entries in the file
+        self._fences: Optional[list[int]] = None  # a sorted array's first value of each page
+        self._pages: dict[int, array] = {}  # pages read for bisect
         self.extend(values)
 
     def settle(self) -> None:
@@ -94,11 +97,13 @@ class SpillArray:
         del self.tail[:]
 
     def append(self, value: int) -> None:
+        self._fences = None
         self.tail.append(value)
         if len(self.tail) >= BLOCK:
             self._spill()
 
     def extend(self, values: Iterable[int]) -> None:
+        self._fences = None
         if not isinstance(values, (array, list, tuple, range)):
             values = array("Q", values)
         for i in range(0, len(values), BLOCK):
@@ -150,6 +155,9 @@ class SpillArray:
             raise IndexError("array index out of range")
         if i >= self.spilled:
             return self.tail[i - self.spilled]
+        page = self._pages.get(i // PAGE) if self._fences is not None else None
+        if page is not None:  # read by a look-up (bisect) just before
+            return page[i % PAGE]
         k = bisect.bisect_right(self._starts, i) - 1
         j = i - self._starts[k]
         return self._part(k, j, j + 1)[0]
@@ -168,11 +176,28 @@ class SpillArray:
             out += self.tail[max(lo - self.spilled, 0):hi - self.spilled]
         return out
 
+    def bisect(self, x: int, right: bool = False) -> int:
+        """For a sorted array: ``bisect_left`` (``bisect_right`` if ``right``) of ``x``,
+        reading one page of :data:`PAGE` entries (the last few kept: look-ups in
+        address order, as walks make them, read each page once)."""
+        find = bisect.bisect_right if right else bisect.bisect_left
+        if self._fences is None or len(self._fences) != -(-len(self) // PAGE):
+            self._fences = [self[i] for i in range(0, len(self), PAGE)]
+            self._pages = {}
+        p = max(find(self._fences, x) - 1, 0)
+        page = self._pages.get(p)
+        if page is None:
+            if len(self._pages) >= 4:
+                self._pages.clear()
+            page = self._pages[p] = self[p * PAGE:(p + 1) * PAGE]
+        return p * PAGE + find(page, x)
+
     def __delitem__(self, cut: slice) -> None:
         """``del a[i:]``: keep the first ``i`` entries."""
         if not isinstance(cut, slice) or cut.stop is not None or cut.step is not None:
             raise TypeError("a SpillArray only drops its end: del a[i:]")
         i = range(len(self))[cut].start if len(self) else 0
+        self._fences = None
         if i >= self.spilled:
             del self.tail[i - self.spilled:]
             return

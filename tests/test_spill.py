@@ -6,6 +6,7 @@ and equals the program's own truth (its frees, its mallinfo2)."""
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
 import re
@@ -70,6 +71,19 @@ def test_a_spill_array_reads_as_the_array_it_replaces(small_blocks):
     assert list(a) == ref[:57] + [5]
     del a[0:]
     assert len(a) == 0 and not a and list(a) == []
+
+
+def test_a_sorted_spill_array_bisects_as_bisect_does(small_blocks, monkeypatch):
+    monkeypatch.setattr(spill, "PAGE", 8)
+    ref = sorted(random.Random(9).choices(range(0, 4000, 4), k=301))  # repeats too
+    a = SpillArray(SpillFile(), ref)
+    assert a.spilled
+    for x in [-1, 0, 1, 3999, 4000, 5000] + ref[::7] + [v + 1 for v in ref[::11]]:
+        assert a.bisect(x) == bisect.bisect_left(ref, x), x
+        assert a.bisect(x, right=True) == bisect.bisect_right(ref, x), x
+        assert [a[i] for i in range(len(ref))] == ref  # pages read serve these too
+    a.append(9000)  # a change drops the pages read
+    assert a.bisect(8000) == len(ref)
 
 
 def test_spilled_bytes_come_back_in_pieces(monkeypatch):

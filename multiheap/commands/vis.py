@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -18,6 +20,9 @@ LIST_NAMES = {"tcache": "tcache", "fast": "fastbin", "unsorted": "unsorted",
               "small": "smallbin", "large": "largebin"}
 FLAGS = tuple("".join(n if f & b else "-" for b, n in ((1, "P"), (2, "M"), (4, "A")))
               for f in range(8))
+
+
+BATCH = 1 << 16  # chunks placed and shown at a time
 
 
 @dataclass
@@ -47,13 +52,15 @@ class Places:
     at: dict[int, list[Place]] = field(default_factory=dict)
     problems: dict[int, list[str]] = field(default_factory=dict)
 
-    def add_list(self, fl: FreeList, what: str, only: Optional[set[int]] = None) -> None:
+    def add_list(self, fl: FreeList, what: str, only: Optional[set[int]] = None,
+                 stops: bool = True) -> None:
         """The list's chunks (those in ``only``, when given) and where its walk stopped."""
         n = len(fl.chunks)
-        for pos, c in enumerate(fl.chunks):
-            if only is None or c in only:
-                self.at.setdefault(c, []).append(Place(fl.kind, fl.index, pos, n))
-        if fl.stop is not None:
+        if only is None or only:
+            for pos, c in enumerate(fl.chunks):
+                if only is None or c in only:
+                    self.at.setdefault(c, []).append(Place(fl.kind, fl.index, pos, n))
+        if stops and fl.stop is not None:
             self.flag(fl.stop.addr, fl.stop.message(what))
 
     def flag(self, addr: int, why: str) -> None:
@@ -62,23 +69,27 @@ class Places:
             mine.append(why)
 
 
-def find_places(heap: Heap, only: Optional[set[int]] = None) -> Places:
+def find_places(heap: Heap, only: Optional[set[int]] = None,
+                problems: bool = True) -> Places:
     """Each free list's chunks (those in ``only``, when given: a huge heap's lists are
-    not copied whole), by address, with the lists' own stops as problems."""
+    not copied whole), by address, with the lists' own stops, the arenas' and the
+    heap checks' findings as problems (without ``problems``: the places alone)."""
     pl = Places()
     for a in heap.arenas():
         for fl in heap.lists.bins(a):
-            pl.add_list(fl, f"{fl.kind} bin {fl.index}", only)
+            pl.add_list(fl, f"{fl.kind} bin {fl.index}", only, problems)
         if heap.p.has_fastbins:
             for fl in heap.lists.fastbins(a):
-                pl.add_list(fl, f"fastbin {fl.index}", only)
-        for st in a.stops:
+                pl.add_list(fl, f"fastbin {fl.index}", only, problems)
+        for st in a.stops if problems else ():
             pl.flag(st.addr, st.message(f"arena {a.addr:#x}"))
     if heap.p.has_tcache:
         for tc in heap.lists.tcaches():
             for fl in tc.bins:
-                pl.add_list(fl, f"tcache bin {fl.index} (thread {tc.thread.num})", only)
-    _heap_checks(heap, pl)
+                pl.add_list(fl, f"tcache bin {fl.index} (thread {tc.thread.num})", only,
+                            problems)
+    if problems:
+        _heap_checks(heap, pl)
     return pl
 
 
@@ -118,19 +129,19 @@ class VisChunk:
 
 
 def _chunks(heap: Heap, arena: Arena, start: Optional[int], limit: Optional[int],
-            max_bytes: int, stops: list[Stop]) -> list[VisChunk]:
+            max_bytes: int, stops: list[Stop]) -> Iterator[VisChunk]:
     """The chunks from ``start`` (default: each heap's first) following sizes, their
     places not filled in yet; where a walk could not go on is added to ``stops``."""
     segs = arena.heaps if start is None else \
         [s for s in arena.heaps if s.start <= start < s.end]
-    out: list[VisChunk] = []
+    n = 0
     heap.lists.free_index()  # states of many chunks: one look-up each
     sz = heap.sz
     for seg in segs:
         addr = seg.start if start is None else start
         while addr + 2 * sz <= seg.end:
-            if limit is not None and len(out) >= limit:
-                return out
+            if limit is not None and n >= limit:
+                return
             try:
                 c = heap.chunk(addr)
             except TargetMemoryError:
@@ -158,13 +169,28 @@ def _chunks(heap: Heap, arena: Arena, start: Optional[int], limit: Optional[int]
                 why = f"impossible chunk size {c.size_field:#x}"
                 vc.problems.append(why)
                 stops.append(Stop(addr, why))
-            out.append(vc)
+            yield vc
+            n += 1
             if bad or state == "top":
                 break
             addr += size
         if start is not None:
             break
-    return out
+
+
+def _batches(heap: Heap, chunks: Iterator[VisChunk],
+             problems: Places) -> Iterator[list[VisChunk]]:
+    """The chunks :data:`BATCH` at a time, each with its places in the lists and its
+    problems: a whole huge heap is never held."""
+    while True:
+        batch = list(itertools.islice(chunks, BATCH))
+        if not batch:
+            return
+        at = find_places(heap, {vc.addr for vc in batch}, problems=False).at
+        for vc in batch:
+            vc.places = at.get(vc.addr, [])
+            vc.problems = problems.problems.get(vc.addr, []) + vc.problems
+        yield batch
 
 
 def _pointers(heap: Heap, vc: VisChunk, symbolize) -> list[dict]:
@@ -229,26 +255,31 @@ class PtVis:
                 return
         limit = None if args.all else args.count
         stops: list[Stop] = []
-        chunks = _chunks(heap, arena, start, limit, args.max_bytes, stops)
-        places = find_places(heap, {vc.addr for vc in chunks})  # the shown ones only
-        for vc in chunks:
-            vc.places = places.at.get(vc.addr, [])
-            vc.problems = places.problems.get(vc.addr, []) + vc.problems
+        problems = find_places(heap, set())  # the lists' stops and the heap checks
+        batches = _batches(heap, _chunks(heap, arena, start, limit, args.max_bytes, stops),
+                           problems)
         symbolize = for_session(session)
         out.field("arena", arena.addr, "#x")
         if assumed:
             out.note(assumed)
+        n, last = 0, None
         if out.structured():
-            _emit_data(heap, session, chunks, symbolize, out)
-        else:
-            for i, vc in enumerate(chunks):
-                _emit_text(heap, session, i, vc, symbolize, args.raw, out)
+            out.begin_list("chunks")
+        for batch in batches:
+            for vc in batch:
+                if out.structured():
+                    _emit_data(heap, session, vc, symbolize, out)
+                else:
+                    _emit_text(heap, session, n, vc, symbolize, args.raw, out)
+                n, last = n + 1, vc
+        if out.structured():
+            out.end_list()
         for st in stops:
             out.note(st.message("walk"), **st.as_dict())
         if stops:
             out.field("stopped", stops[0].as_dict())
-        if limit is not None and len(chunks) == limit and chunks[-1].state != "top":
-            out.text(f"({plural(len(chunks), 'chunk')} shown; -c N for more, "
+        if limit is not None and n == limit and last is not None and last.state != "top":
+            out.text(f"({plural(n, 'chunk')} shown; -c N for more, "
                      "--all for every chunk)")
 
 
@@ -257,26 +288,24 @@ def _tags(session, heap: Heap, vc: VisChunk) -> list[str]:
     return [t for a in (vc.addr, vc.addr + 2 * heap.sz) if (t := tags.get(a))]
 
 
-def _emit_data(heap: Heap, session, chunks: list[VisChunk], symbolize, out) -> None:
-    out.begin_list("chunks")
-    for vc in chunks:
-        out.begin()
-        out.field("addr", vc.addr)
-        out.field("mem", vc.addr + 2 * heap.sz)
-        out.field("size", vc.size)
-        out.field("flags", vc.flags)
-        out.field("state", vc.state)
-        out.field("lists", [p.as_dict() for p in vc.places])
-        out.field("label", _label(vc))
-        out.field("fd", vc.fd)
-        out.field("fd_raw", vc.fd_raw)
-        out.field("tags", _tags(session, heap, vc))
-        out.field("problems", vc.problems)
-        out.field("data", vc.data.hex())
-        out.field("more", vc.more)
-        out.field("pointers", _pointers(heap, vc, symbolize))
-        out.end()
-    out.end_list()
+def _emit_data(heap: Heap, session, vc: VisChunk, symbolize, out) -> None:
+    """One chunk of the list ``chunks``."""
+    out.begin()
+    out.field("addr", vc.addr)
+    out.field("mem", vc.addr + 2 * heap.sz)
+    out.field("size", vc.size)
+    out.field("flags", vc.flags)
+    out.field("state", vc.state)
+    out.field("lists", [p.as_dict() for p in vc.places])
+    out.field("label", _label(vc))
+    out.field("fd", vc.fd)
+    out.field("fd_raw", vc.fd_raw)
+    out.field("tags", _tags(session, heap, vc))
+    out.field("problems", vc.problems)
+    out.field("data", vc.data.hex())
+    out.field("more", vc.more)
+    out.field("pointers", _pointers(heap, vc, symbolize))
+    out.end()
 
 
 def _label(vc: VisChunk) -> Optional[str]:
