@@ -379,11 +379,6 @@ def page_parts(data: MapData, trace: Optional[dict[str, Any]] = None,
     yield tail
 
 
-def render(data: MapData, trace: Optional[dict[str, Any]] = None, title: str = "") -> str:
-    """The whole HTML page for ``data`` (and ``trace``), as one string."""
-    return "".join(page_parts(data, trace, title))
-
-
 def write_page(path: str, page: Union[str, Iterable[str]],
                opener: Callable[..., Any] = open) -> int:
     """Write the page, whole or piece by piece (through a temporary file, then
