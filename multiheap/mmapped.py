@@ -8,6 +8,7 @@ from ``mp_``'s is said (:meth:`MmappedChunks.note`), never guessed away.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from typing import Callable, Optional
 
@@ -61,8 +62,7 @@ class MmappedChunks:
             return found
         return None
 
-    def _header(self, addr: int, base: int,
-                        end: int) -> Optional[tuple[int, int, int]]:
+    def _header(self, addr: int, base: int, end: int) -> Optional[tuple[int, int, int]]:
         """(addr, size, offset) if ``addr`` holds the header of the chunk mapped at
         ``base`` (its offset = addr - base, IS_MMAPPED alone, a page-multiple span)."""
         try:
@@ -144,6 +144,12 @@ class MmappedChunks:
         out = sorted(found.values())
         self._found = out
         return out
+
+    def starts_at(self, addr: int) -> bool:
+        """Whether a mmapped chunk begins at ``addr``."""
+        chunks = self.chunks()
+        i = bisect.bisect_left(chunks, (addr,))
+        return i < len(chunks) and chunks[i][0] == addr
 
     def headers(self, lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
         """(addr, size, offset) at each page start + k in [lo, hi) (k below the malloc

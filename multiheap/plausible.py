@@ -29,7 +29,7 @@ def plausible_chunk(heap: Any, addr: int) -> bool:
         return False
     if c.flags & IS_MMAPPED:
         try:
-            return any(a == addr for a, _s, _p in heap.mmapped.chunks())
+            return heap.mmapped.starts_at(addr)
         except MultiheapError:
             return False
     found = heap.segment_of(addr)

@@ -140,7 +140,7 @@ class Checker:
             if found is not None:  # a heap whose walk stopped before addr
                 return None
             if arena is None and self.p.tcache_takes_mmapped and \
-                    any(a == addr for a, _s, _o in self.h.mmapped.chunks()):
+                    self.h.mmapped.starts_at(addr):
                 return None  # a tcache entry (arena None): 2.43 keeps mmapped chunks there
             return ("outside-heap", None,
                     f"outside every heap (in {self.region_name(addr)})")

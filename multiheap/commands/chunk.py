@@ -121,8 +121,7 @@ class PtChunk:
                     out.note(f"{addr:#x} is not chunk-aligned: probably not a chunk{hint}",
                              addr=addr)
                 if i == 0 and heap.segment_of(addr) is None and not (
-                        c.flags & IS_MMAPPED
-                        and any(a == addr for a, _s, _p in heap.mmapped.chunks())):
+                        c.flags & IS_MMAPPED and heap.mmapped.starts_at(addr)):
                     out.note(f"{addr:#x} is in no arena's heap: its state is a guess",
                              addr=addr)
                 state = emit_chunk(heap, c, out, args.hexdump, args.verbose)
