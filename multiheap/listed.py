@@ -95,6 +95,10 @@ class Listed:
     def __len__(self) -> int:
         return len(self.between(0, 1 << 64))
 
+    def count(self, lo: int, hi: int) -> int:
+        """How many keys lie in [lo, hi) (a chunk in two lists counts twice)."""
+        return sum(find(r, hi) - find(r, lo) for r in self.runs)
+
     def keys(self, lo: int, hi: int) -> Iterable[int]:
         """The ``addr | code`` keys of the chunks in [lo, hi), sorted."""
         return window(self.runs, lo, hi)

@@ -9,6 +9,7 @@ from array import array
 import pytest
 
 from multiheap import compact
+from multiheap.checks import engine
 from multiheap.compact import SortedBuilder, rounds, window
 from multiheap.heaptypes import SameSize
 from multiheap.listed import Listed
@@ -79,6 +80,21 @@ def test_listed_matches_a_dict(seed, piece, monkeypatch):
                                              if 0x3000 <= a < 0x5000}
     if piece < 100:
         assert len(index.runs) > 1 or index.entries <= piece
+    assert index.count(0x3000, 0x5000) == sum(1 for _s, c, _z in lists for a in c
+                                              if 0x3000 <= a < 0x5000)
+
+
+@pytest.mark.parametrize("held", [1 << 18, 5, 0])  # one dict per block; halved; to one chunk
+@pytest.mark.parametrize("seed", range(10))
+def test_ptcheck_looks_up_marked_chunks_as_get_does(seed, held, monkeypatch):
+    """ptcheck's look-up of many chunks by ranges of the index (halved while a range
+    holds more than HELD_KEYS keys) answers as one look-up per chunk, in order."""
+    monkeypatch.setattr(engine, "HELD_KEYS", held)
+    rnd = random.Random(seed)
+    index = Listed(_lists(rnd, share=seed % 2 == 0))
+    chunks = array("Q", rnd.sample(range(0xff0, 0x9010, 0x10), 300))
+    got = list(engine.Checker._listed_states(index, chunks))
+    assert got == [(c, index.get(c)) for c in sorted(chunks)]
 
 
 def test_samesize_behaves_as_its_array():

@@ -24,6 +24,9 @@ ERROR, WARNING = "error", "warning"
 # findings listed of each kind; past it a kind is only counted (a heap corrupted
 # throughout, or read with the wrong layout, would otherwise give millions)
 MAX_PER_KIND = 1000
+# index keys looked up as one dict at most (about 30 MB): chunks marked free are
+# checked against their range of the index a range at a time
+HELD_KEYS = 1 << 18
 
 
 @dataclass
@@ -493,13 +496,22 @@ class Checker:
 
     @staticmethod
     def _listed_states(listed, chunks) -> Iterator[tuple[int, Optional[str]]]:
-        """(chunk, its list state or None) for many chunks: looked up a sorted block
-        at a time (one range of the index each, not one search per chunk)."""
+        """(chunk, its list state or None) for many chunks, in order of address a
+        block at a time: one range of the index each, not one search per chunk.  A
+        block whose range holds more than :data:`HELD_KEYS` index keys is halved
+        first, so that the dict of a range stays small even when the chunks are
+        spread over a heap of millions of listed chunks."""
         for lo in range(0, len(chunks), 65536):
-            part = sorted(chunks[lo:lo + 65536])
-            here = listed.between(part[0], part[-1] + 4)  # keys: addr | code (0-3)
-            for c in part:
-                yield c, here.get(c)
+            todo = [sorted(chunks[lo:lo + 65536])]
+            while todo:
+                part = todo.pop()
+                if len(part) > 1 and listed.count(part[0], part[-1] + 4) > HELD_KEYS:
+                    half = len(part) // 2
+                    todo += [part[half:], part[:half]]  # the lower half first
+                    continue
+                here = listed.between(part[0], part[-1] + 4)  # keys: addr | code (0-3)
+                for c in part:
+                    yield c, here.get(c)
 
     def _unlisted(self, c: int) -> None:
         w = self.words(c, 4)
