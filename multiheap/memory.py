@@ -40,10 +40,24 @@ class Memory:
 
     # loading -------------------------------------------------------------------
     def _insert(self, start: int, data: bytes) -> tuple[int, int, bytes]:
+        """Keep a block, so that no kept block holds another: a block the new one holds
+        is dropped, and a new one that a kept block holds is not kept (that block is
+        returned).  Ends then rise with starts, and :meth:`_find` looks at one block."""
         block = (start, start + len(data), data)
         i = bisect.bisect_left(self._starts, start)
-        self._starts.insert(i, start)
-        self._blocks.insert(i, block)
+        blocks = self._blocks
+        for k in (i - 1, i):  # the only ones that can hold it: ends rise with starts
+            if 0 <= k < len(blocks) and blocks[k][0] <= start and block[1] <= blocks[k][1]:
+                return blocks[k]
+        j = i
+        while j < len(blocks) and blocks[j][1] <= block[1]:
+            j += 1
+        if j > i:  # held by the new block: dropped
+            gone = {id(b) for b in blocks[i:j]}
+            self._age = deque(b for b in self._age if id(b) not in gone)
+            self._bytes -= sum(b[1] - b[0] for b in blocks[i:j])
+        self._starts[i:j] = [start]
+        blocks[i:j] = [block]
         self._age.append(block)
         self._bytes += len(data)
         while self._bytes > CACHE_BYTES and len(self._age) > 1:
@@ -63,15 +77,12 @@ class Memory:
         last = self._last
         if last is not None and last[0] <= addr and addr + size <= last[1]:
             return last
-        # blocks may overlap (a page read, later a whole region): check every block
-        # starting at or below addr, nearest first
+        # no kept block holds another (:meth:`_insert`), so ends rise with starts: of
+        # the blocks starting at or below addr, the last reaches furthest
         i = bisect.bisect_right(self._starts, addr) - 1
-        while i >= 0:
-            b = self._blocks[i]
-            if addr + size <= b[1]:
-                self._last = b
-                return b
-            i -= 1
+        if i >= 0 and addr + size <= self._blocks[i][1]:
+            self._last = b = self._blocks[i]
+            return b
         return None
 
     def load(self, start: int, end: int) -> tuple[bytes, int]:
@@ -104,15 +115,17 @@ class Memory:
             raise TargetMemoryError(start, end - start)
         return data
 
-    def window(self, addr: int, need: int, lo: int, hi: int) -> Optional[tuple[int, int, bytes]]:
+    def window(self, addr: int, need: int, lo: int, hi: int,
+               size: int = 0) -> Optional[tuple[int, int, bytes]]:
         """The cached block holding ``need`` bytes at ``addr``: on a miss, the aligned
-        :data:`WINDOW` around it, cut to ``[lo, hi)`` (the heap it is in), is read and
-        kept.  None when ``addr`` is unreadable."""
+        :data:`WINDOW` (or ``size``, a power of two) around it, cut to ``[lo, hi)``
+        (the heap it is in), is read and kept.  None when ``addr`` is unreadable."""
         b = self._find(addr, need)
         if b is not None:
             return b
-        lo = min(max(addr & ~(WINDOW - 1), lo), addr)
-        end = max(min((addr & ~(WINDOW - 1)) + WINDOW + _SLOP, hi), addr + need)
+        size = size or WINDOW
+        lo = min(max(addr & ~(size - 1), lo), addr)
+        end = max(min((addr & ~(size - 1)) + size + _SLOP, hi), addr + need)
         try:
             data = self.fetch(lo, end)
         except TargetMemoryError:
