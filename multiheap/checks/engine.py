@@ -27,6 +27,7 @@ MAX_PER_KIND = 1000
 # index keys looked up as one dict at most (about 30 MB): chunks marked free are
 # checked against their range of the index a range at a time
 HELD_KEYS = 1 << 18
+NEAR = 1 << 16  # bytes read around a word a check needs in a heap, on a miss
 
 
 @dataclass
@@ -92,15 +93,22 @@ class Checker:
                                   message, gmsg(self.v, key, op) if key else None))
 
     def words(self, addr: int, n: int) -> Optional[tuple[int, ...]]:
-        """``n`` words at ``addr`` from the bulk-read cache (read if missing), or None."""
+        """``n`` words at ``addr`` from the bulk-read cache, or None.  On a miss in a
+        heap, the :data:`NEAR` bytes around it are read (a bin's chunks, in list order,
+        are often near each other), elsewhere the pages holding it."""
         need = n * self.sz
-        blk = self.h.mem.block(addr)
+        mem = self.h.mem
+        blk = mem.block(addr)
         if blk is None or addr + need > blk[1]:
-            try:
-                data = self.h.mem.read(addr, need)
-            except TargetMemoryError:
-                return None
-            return tuple(self.h.word.unpack_from(data, i * self.sz)[0] for i in range(n))
+            found = self.h.segment_of(addr)
+            blk = mem.window(addr, need, found[1].start, found[1].end, NEAR) \
+                if found is not None else None
+            if blk is None:
+                try:
+                    data = mem.read(addr, need)
+                except TargetMemoryError:
+                    return None
+                return tuple(self.h.word.unpack_from(data, i * self.sz)[0] for i in range(n))
         lo, _hi, buf = blk
         return tuple(self.h.word.unpack_from(buf, addr - lo + i * self.sz)[0]
                      for i in range(n))
