@@ -10,10 +10,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def build_bigheap(tmp: Path) -> Path:
-    """Compile benchmarks/bigheap.c (N chunks of 16..112 bytes, every third freed)."""
-    exe = tmp / "bigheap"
-    subprocess.run(["gcc", "-O1", "-g", str(HERE / "bigheap.c"), "-o", str(exe)], check=True)
+def build_bigheap(tmp: Path, binned: bool = False) -> Path:
+    """Compile benchmarks/bigheap.c (N chunks of 16..112 bytes, every third freed;
+    ``binned``: every 40th a 0x1f0-byte chunk freed into the unsorted bin too)."""
+    exe = tmp / ("bigheap-binned" if binned else "bigheap")
+    subprocess.run(["gcc", "-O1", "-g", *(["-DBINNED"] if binned else []),
+                    str(HERE / "bigheap.c"), "-o", str(exe)], check=True)
     return exe
 
 

@@ -1,9 +1,11 @@
 """How multiheap scales: heap size x host x command, seconds and peak extra memory.
 
     .venv/bin/python benchmarks/scale.py [--sizes 100000,1000000,10000000]
-        [--hosts gdb,gdb-mi,lldb,r2] [--commands ...] [--repeat 1]
+        [--hosts gdb,gdb-mi,lldb,r2] [--commands ...] [--repeat 1] [--binned]
 
-benchmarks/bigheap.c with N chunks (every third freed), stopped in checkpoint().  Each
+benchmarks/bigheap.c with N chunks (every third freed; ``--binned``: every 40th a
+bigger chunk freed into the unsorted bin too, marked free all over the heap, which
+ptcheck looks up in the index of the fastbins' chunks), stopped in checkpoint().  Each
 measurement runs cold: a fresh debugger (and multiheap) per command.  ``floor`` is gdb
 reading the whole main heap at once and walking its size fields in bare Python.
 ``peak MB`` is the peak RSS of the process running multiheap (gdb; the CLI's Python for
@@ -176,12 +178,13 @@ def main() -> int:
     ap.add_argument("--hosts", default="gdb,gdb-mi,lldb")
     ap.add_argument("--commands", default=",".join(COMMANDS))
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--binned", action="store_true")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     commands = args.commands.split(",")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        exe = build_bigheap(Path(tmp))
+        exe = build_bigheap(Path(tmp), args.binned)
         for n in sizes:  # one measurement at a time: never two big heaps at once
             floor = min(gdb_once(exe, n, "floor")["seconds"] for _ in range(args.repeat))
             rows.append(("gdb", n, "floor", floor, floor, None, ""))
