@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Optional, Union
 
 from multiheap.arch import by_name
@@ -141,7 +141,7 @@ class Params:
     def size_sz(self) -> int:
         return self.ptr_size
 
-    @property
+    @cached_property  # asked for per chunk by some walks: worked out once
     def malloc_alignment(self) -> int:
         # i386 uses 16 since 2.26 (sysdeps/i386/malloc-alignment.h); else 2*SIZE_SZ
         # (arm: 8).  multiheap.arch says which machine has its own.
@@ -151,7 +151,7 @@ class Params:
             return 16
         return 2 * self.ptr_size
 
-    @property
+    @cached_property
     def align_mask(self) -> int:
         return self.malloc_alignment - 1
 
@@ -159,7 +159,7 @@ class Params:
     def min_chunk_size(self) -> int:
         return 4 * self.ptr_size
 
-    @property
+    @cached_property
     def minsize(self) -> int:
         return (self.min_chunk_size + self.align_mask) & ~self.align_mask
 
