@@ -315,6 +315,8 @@ def _label(vc: VisChunk) -> Optional[str]:
 
 
 _CHUNK_ROLES = ("chunk0", "chunk1", "chunk2", "chunk3")
+# a byte as the ASCII column shows it: itself if printable, else "."
+_PRINTABLE = bytes(b if 32 <= b < 127 else 46 for b in range(256))
 
 
 def _emit_text(heap: Heap, session, i: int, vc: VisChunk, symbolize, raw: bool, out) -> None:
@@ -356,7 +358,7 @@ def _emit_text(heap: Heap, session, i: int, vc: VisChunk, symbolize, raw: bool, 
             words.append(f"{value:#0{aw}x}")
             if note:
                 notes.append(note)
-        asc = "".join(chr(b) if 32 <= b < 127 else "." for b in rows[r])
+        asc = rows[r].translate(_PRINTABLE).decode("ascii")
         cells = "  ".join(words).ljust((aw + 2) * 2 - 2)
         line = f"  {paint('addr', f'{vc.addr + off:#0{aw}x}')}  {paint(role, cells)}  {asc}"
         if notes:
