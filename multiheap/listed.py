@@ -52,14 +52,9 @@ class Listed:
             return not self.repeated(first=True)
         for chunks in look:
             for a in chunks:
-                if self._times(a) > 1:
+                if self.count(a, a | 4) > 1:  # its keys: codes 0-3, below a | 4
                     return False
         return True
-
-    def _times(self, addr: int) -> int:
-        """How many keys the runs hold for ``addr`` (codes 0-3: below ``addr | 4``)."""
-        return sum(find(r, addr | 4) - find(r, addr)
-                   for r in self.runs)
 
     def repeated(self, first: bool = False) -> set[int]:
         """The addresses listed more than once (all, or the ``first`` one found): one
