@@ -105,7 +105,7 @@ class FreeLists:
                     counts[a >> 22] = counts.get(a >> 22, 0) + 1
                 best = max(counts, key=counts.__getitem__)
                 g, p = next((g, a) for g, a in waiting.items() if a >> 22 == best)
-            blk = self._block_at(p, need)
+            blk = self.block_at(p, need)
             for g2, a in list(waiting.items()):
                 if g2 is not g and (blk is None or not (blk[0] <= a and a + need <= blk[1])):
                     continue
@@ -280,14 +280,15 @@ class FreeLists:
             return bad
         return t
 
-    def _block_at(self, p: int, need: int) -> Optional[tuple[int, int, bytes]]:
-        """The cached block holding ``need`` bytes at ``p`` (read if missing: a window
-        of the heap holding it, else a page), or None."""
+    def block_at(self, p: int, need: int, size: int = 0) -> Optional[tuple[int, int, bytes]]:
+        """The cached block holding ``need`` bytes at ``p`` (read if missing: the
+        window of the heap holding it, :data:`~multiheap.memory.WINDOW` or ``size``
+        bytes, else its pages), or None when unreadable."""
         blk = self.mem.block(p)
         if blk is None or p + need > blk[1]:
             found = self.model.segment_of(p)
             if found is not None:
-                return self.mem.window(p, need, found[1].start, found[1].end)
+                return self.mem.window(p, need, found[1].start, found[1].end, size)
             try:
                 self.mem.read(p, need)
             except TargetMemoryError:

@@ -96,19 +96,9 @@ class Checker:
         """``n`` words at ``addr`` from the bulk-read cache, or None.  On a miss in a
         heap, the :data:`NEAR` bytes around it are read (a bin's chunks, in list order,
         are often near each other), elsewhere the pages holding it."""
-        need = n * self.sz
-        mem = self.h.mem
-        blk = mem.block(addr)
-        if blk is None or addr + need > blk[1]:
-            found = self.h.segment_of(addr)
-            blk = mem.window(addr, need, found[1].start, found[1].end, NEAR) \
-                if found is not None else None
-            if blk is None:
-                try:
-                    data = mem.read(addr, need)
-                except TargetMemoryError:
-                    return None
-                return tuple(self.h.word.unpack_from(data, i * self.sz)[0] for i in range(n))
+        blk = self.h.lists.block_at(addr, n * self.sz, NEAR)
+        if blk is None:
+            return None
         lo, _hi, buf = blk
         return tuple(self.h.word.unpack_from(buf, addr - lo + i * self.sz)[0]
                      for i in range(n))
