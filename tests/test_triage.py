@@ -44,6 +44,9 @@ CORES = {
 }
 
 
+LASTING = 0.5  # s: a worker or an analysis lasts longer; a `uname -p` does not
+
+
 def _started(pid: int) -> int | None:
     """The process's start time (clock ticks since boot), None if it is gone or a zombie:
     with it a PID reused by another process is not taken for ours."""
@@ -131,18 +134,28 @@ def run_triage(args: list[str], env: dict | None = None, interrupt_when=None,
                timeout: float = 120, local: bool = True) -> subprocess.CompletedProcess:
     """Run ``multiheap triage ARGS``; watch every process it starts, and check that
     none is left once it has exited.  ``interrupt_when(descendant cmdlines)``: send
-    Ctrl-C (SIGINT to its process group, as a terminal does) once it returns True."""
+    Ctrl-C (SIGINT to its process group, as a terminal does) once it returns True.
+    ``local``: whether triage itself runs the analyses, so that processes it started
+    last (a LocalCluster's workers, analysis children, debuggers); with a scheduler of
+    its own, nothing it started may last (a flash like the ``uname -p`` that
+    distributed's Client runs through ``platform`` on connecting is not a worker)."""
     p = subprocess.Popen([MULTIHEAP, "triage", *args], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, start_new_session=True,
                          env={**os.environ, **(env or {})})
     seen: dict[int, int | None] = {}  # pid -> its start time
+    first_seen: dict[int, float] = {}
+    lasting: set[int] = set()  # still there LASTING s after it was first seen
     deadline = time.monotonic() + timeout
     interrupted = False
     while p.poll() is None:
         kids = descendants(p.pid)
+        now = time.monotonic()
         for k in kids:
             if k not in seen:
                 seen[k] = _started(k)
+                first_seen[k] = now
+            elif now - first_seen[k] >= LASTING and _alive(k, seen[k]):
+                lasting.add(k)
         if interrupt_when is not None and not interrupted:
             cmds = []
             for k in kids:
@@ -158,7 +171,7 @@ def run_triage(args: list[str], env: dict | None = None, interrupt_when=None,
         time.sleep(0.05)
     out, err = p.communicate()
     res = subprocess.CompletedProcess(p.args, p.returncode, out.decode(), err.decode())
-    assert bool(seen) == local, seen  # a LocalCluster's workers are its children
+    assert bool(lasting) == local, (lasting, seen)  # a LocalCluster's workers: children
     # a killed process takes a moment to go (the kernel tears it down after triage has
     # sent the signal and exited): a leak is a process still there 3 s later
     grace = time.monotonic() + 3
